@@ -1,0 +1,568 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+// Coordinator runs the instances of one saga definition: it starts them,
+// advances each one step at a time on a bounded pool of workers, retries,
+// compensates, and records every change in the store before acting on it.
+// All methods are safe for concurrent use.
+//
+// A coordinator's life is New, Startup, any number of calls, Shutdown. It
+// cannot be started again after Shutdown.
+type Coordinator[S any] struct {
+	def       *Definition[S]
+	cfg       Config
+	store     Store
+	ownsStore bool
+	clock     clock.Clock
+	log       *slog.Logger
+	breakers  []*breaker          // by step index; nil for steps without one
+	byName    map[string]*breaker // by breaker name
+	hub       hub
+
+	life     sync.RWMutex // Start, Retry and Signal hold it shared; Startup and Shutdown exclusively
+	phase    atomic.Int32
+	stopping chan struct{} // closed when Shutdown begins
+
+	slots     chan struct{}     // one token per in-flight instance that counts against MaxInFlight
+	ready     chan *instance[S] // instances waiting for a worker
+	quit      chan struct{}     // closed to stop the workers
+	halted    atomic.Bool       // set when no instance may be advanced any more
+	runCtx    context.Context   // parent of every attempt; cancelled to abandon them
+	cancelRun context.CancelFunc
+	workers   sync.WaitGroup
+
+	live  *registry[S] // running instances
+	stuck *registry[S] // stuck instances, waiting for Retry
+
+	drainMu sync.Mutex
+	drained chan struct{} // closed once stopping and no instance is live
+
+	completed     atomic.Int64
+	compensated   atomic.Int64
+	recovered     int
+	unrecoverable int
+}
+
+// Lifecycle phases of a coordinator.
+const (
+	phaseNew int32 = iota
+	phaseRunning
+	phaseStopping
+	phaseStopped
+)
+
+// New returns a coordinator for def. It validates cfg (see Config) and
+// returns an error wrapping ErrInvalidArgument if a field is out of range.
+// Nothing runs until Startup.
+func New[S any](def *Definition[S], cfg Config) (*Coordinator[S], error) {
+	if def == nil {
+		return nil, fmt.Errorf("%w: nil definition", ErrInvalidArgument)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator[S]{
+		def:      def,
+		cfg:      cfg,
+		store:    cfg.Store,
+		clock:    cfg.Clock,
+		log:      cfg.Logger,
+		breakers: make([]*breaker, len(def.steps)),
+		byName:   make(map[string]*breaker),
+		stopping: make(chan struct{}),
+		quit:     make(chan struct{}),
+		live:     newRegistry[S](),
+		stuck:    newRegistry[S](),
+		drained:  make(chan struct{}),
+	}
+	if c.store == nil {
+		c.store = NewMemoryStore(MemoryConfig{Clock: cfg.Clock})
+		c.ownsStore = true
+	}
+	for i, s := range def.steps {
+		if s.Breaker == "" {
+			continue
+		}
+		b, ok := c.byName[s.Breaker]
+		if !ok {
+			b = newBreaker(cfg.Breaker)
+			c.byName[s.Breaker] = b
+		}
+		c.breakers[i] = b
+	}
+	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Definition returns the definition the coordinator runs.
+func (c *Coordinator[S]) Definition() *Definition[S] { return c.def }
+
+// Store returns the store the coordinator writes to.
+func (c *Coordinator[S]) Store() Store { return c.store }
+
+// Startup checks the store, resumes every unfinished instance of the
+// definition from where its log stops, and starts the workers. A step that
+// was started but not recorded as done runs again, with the same
+// idempotency key; a compensation in progress continues; a scheduled retry
+// waits for its recorded time; stuck instances stay stuck. A log that
+// cannot be read back is logged and skipped, and reported by Health.
+func (c *Coordinator[S]) Startup(ctx context.Context) error {
+	c.life.Lock()
+	defer c.life.Unlock()
+	switch c.phase.Load() {
+	case phaseRunning:
+		return fmt.Errorf("%w: Startup called twice", ErrInvalidArgument)
+	case phaseStopping, phaseStopped:
+		return ErrStopped
+	}
+	if err := c.store.Ping(ctx); err != nil {
+		return fmt.Errorf("saga: store: %w", err)
+	}
+	ids, err := c.store.Unfinished(ctx, c.def.name)
+	if err != nil {
+		return fmt.Errorf("saga: list unfinished instances: %w", err)
+	}
+	var resume []*instance[S]
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		events, err := c.store.Load(ctx, id)
+		if err != nil {
+			return fmt.Errorf("saga: recover %q: %w", id, err)
+		}
+		p, err := fold(c.def, events)
+		if err != nil {
+			c.unrecoverable++
+			c.log.LogAttrs(ctx, slog.LevelError, "saga: cannot recover instance",
+				slog.String("saga_id", id), slog.Any("error", err))
+			continue
+		}
+		inst := &instance[S]{progress: p}
+		if p.status == StatusStuck {
+			c.stuck.add(id, inst)
+			continue
+		}
+		resume = append(resume, inst)
+	}
+
+	c.slots = make(chan struct{}, c.cfg.MaxInFlight)
+	c.ready = make(chan *instance[S], c.cfg.MaxInFlight+len(resume))
+	for _, inst := range resume {
+		select {
+		case c.slots <- struct{}{}:
+			inst.slotted = true
+		default: // recovered beyond capacity: admitted anyway, Start waits
+		}
+		c.live.add(inst.id, inst)
+		c.ready <- inst
+	}
+	c.recovered = len(resume)
+	c.workers.Add(c.cfg.Workers)
+	for range c.cfg.Workers {
+		go c.work()
+	}
+	c.phase.Store(phaseRunning)
+	if len(resume) > 0 || c.stuck.len() > 0 || c.unrecoverable > 0 {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "saga: recovered instances",
+			slog.String("definition", c.def.name), slog.Int("resumed", len(resume)),
+			slog.Int("stuck", c.stuck.len()), slog.Int("unrecoverable", c.unrecoverable))
+	}
+	return nil
+}
+
+// Shutdown stops the coordinator. It refuses new instances at once, then:
+//
+//   - with a store that is not durable, waits for every running instance to
+//     complete, compensate or get stuck, until ctx ends;
+//   - with a durable store, waits only for the attempts already running,
+//     until ctx ends; unfinished instances resume at the next Startup.
+//
+// When ctx ends first, running attempts are cancelled. Either way, when
+// Shutdown returns no goroutine or timer of the coordinator is left, every
+// subscription is closed, and the store is closed if the coordinator
+// created it. With a store that is not durable, Shutdown returns an
+// *UnfinishedError listing the instances that had not ended. Calling it
+// again does nothing.
+func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
+	c.life.Lock()
+	switch c.phase.Load() {
+	case phaseNew:
+		c.phase.Store(phaseStopped)
+		close(c.stopping)
+		c.life.Unlock()
+		c.cancelRun()
+		c.hub.close()
+		return c.closeStore()
+	case phaseStopping, phaseStopped:
+		c.life.Unlock()
+		return nil
+	}
+	c.phase.Store(phaseStopping)
+	close(c.stopping)
+	c.life.Unlock()
+
+	durable := c.store.Durable()
+	if !durable {
+		c.checkDrained()
+		select {
+		case <-c.drained:
+		case <-ctx.Done():
+		}
+	}
+
+	// Advance nothing more; stop the timers of parked instances.
+	c.halted.Store(true)
+	c.live.each(func(inst *instance[S]) {
+		inst.mu.Lock()
+		if inst.timer != nil {
+			inst.timer.Stop()
+			inst.timer = nil
+		}
+		inst.mu.Unlock()
+	})
+
+	// Let running attempts finish until ctx ends, then cancel them.
+	close(c.quit)
+	idle := make(chan struct{})
+	go func() {
+		c.workers.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		c.cancelRun()
+		<-idle
+	}
+	c.cancelRun()
+	c.hub.close()
+
+	var unfinished []string
+	c.live.each(func(inst *instance[S]) { unfinished = append(unfinished, inst.id) })
+	slices.Sort(unfinished)
+	c.phase.Store(phaseStopped)
+
+	err := c.closeStore()
+	if len(unfinished) > 0 {
+		if durable {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "saga: instances will resume at next startup",
+				slog.String("definition", c.def.name), slog.Int("unfinished", len(unfinished)))
+		} else {
+			err = errors.Join(&UnfinishedError{IDs: unfinished}, err)
+		}
+	}
+	return err
+}
+
+func (c *Coordinator[S]) closeStore() error {
+	if !c.ownsStore {
+		return nil
+	}
+	return c.store.Close()
+}
+
+// checkDrained closes drained once Shutdown has begun and no instance is
+// live. Both Shutdown and finish call it, so neither misses the moment.
+func (c *Coordinator[S]) checkDrained() {
+	if c.phase.Load() < phaseStopping || c.live.len() > 0 {
+		return
+	}
+	c.drainMu.Lock()
+	defer c.drainMu.Unlock()
+	select {
+	case <-c.drained:
+	default:
+		close(c.drained)
+	}
+}
+
+// running returns nil if the coordinator takes new work, else why not.
+func (c *Coordinator[S]) running() error {
+	switch c.phase.Load() {
+	case phaseNew:
+		return ErrNotStarted
+	case phaseRunning:
+		return nil
+	}
+	return ErrStopped
+}
+
+// StartOption sets an optional property of one instance.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	id       string
+	idSet    bool
+	deadline time.Time
+}
+
+// WithID makes Start use id instead of generating one. Starting an ID that
+// exists fails with ErrDuplicate; use this to make submissions idempotent.
+func WithID(id string) StartOption {
+	return func(o *startOptions) { o.id, o.idSet = id, true }
+}
+
+// WithDeadline sets the instance's saga deadline, overriding the
+// definition's WithTimeout.
+func WithDeadline(t time.Time) StartOption {
+	return func(o *startOptions) { o.deadline = t }
+}
+
+// Start creates an instance with the given initial state and schedules its
+// first step; it returns the instance's ID as soon as the instance is
+// stored. Once Start returns nil the instance exists in the store.
+//
+// Start returns an error wrapping ErrDuplicate if the ID exists (no second
+// instance is ever created: use Get to read the existing one),
+// ErrOverloaded when MaxInFlight instances are running,
+// ErrInvalidArgument for an empty ID or a state that does not encode as
+// JSON, and ErrNotStarted or ErrStopped outside Startup and Shutdown.
+func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption) (string, error) {
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.idSet && o.id == "" {
+		return "", fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
+	}
+	raw, err := json.Marshal(state)
+	if err != nil {
+		return "", fmt.Errorf("%w: encode state: %w", ErrInvalidArgument, err)
+	}
+
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if err := c.running(); err != nil {
+		return "", err
+	}
+	id := o.id
+	if !o.idSet {
+		id = c.cfg.NewID()
+	}
+	if err := c.acquire(ctx); err != nil {
+		return "", err
+	}
+
+	now := c.clock.Now()
+	deadline := o.deadline
+	if deadline.IsZero() && c.def.timeout > 0 {
+		deadline = now.Add(c.def.timeout)
+	}
+	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
+	inst.id, inst.run = id, c.cfg.NewID()
+	inst.state = state
+	events := []Event{
+		{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
+		{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1},
+	}
+
+	inst.mu.Lock()
+	if !c.live.add(id, inst) {
+		inst.mu.Unlock()
+		c.release()
+		return "", fmt.Errorf("%w: %q", ErrDuplicate, id)
+	}
+	c.stamp(inst, events, now)
+	if err := c.store.Create(ctx, events); err != nil {
+		c.live.remove(id)
+		inst.mu.Unlock()
+		c.release()
+		return "", err
+	}
+	c.fold(inst, events)
+	inst.mu.Unlock()
+
+	c.ready <- inst
+	return id, nil
+}
+
+// acquire takes an in-flight slot, waiting for one if so configured.
+func (c *Coordinator[S]) acquire(ctx context.Context) error {
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if !c.cfg.WaitForCapacity {
+		return fmt.Errorf("%w: %d instances in flight", ErrOverloaded, c.cfg.MaxInFlight)
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrOverloaded, ctx.Err())
+	case <-c.stopping:
+		return ErrStopped
+	}
+}
+
+func (c *Coordinator[S]) release() { <-c.slots }
+
+// Get returns the instance's current snapshot, read back from the store. It
+// returns an error wrapping ErrNotFound if no instance of this definition
+// has that ID.
+func (c *Coordinator[S]) Get(ctx context.Context, sagaID string) (Snapshot[S], error) {
+	events, err := c.Events(ctx, sagaID)
+	if err != nil {
+		return Snapshot[S]{}, err
+	}
+	p, err := fold(c.def, events)
+	if err != nil {
+		return Snapshot[S]{}, fmt.Errorf("saga: read %q: %w", sagaID, err)
+	}
+	return p.snapshot(), nil
+}
+
+// Events returns the instance's log in order. It returns an error wrapping
+// ErrNotFound if no instance of this definition has that ID.
+func (c *Coordinator[S]) Events(ctx context.Context, sagaID string) ([]Event, error) {
+	if sagaID == "" {
+		return nil, fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
+	}
+	events, err := c.store.Load(ctx, sagaID)
+	if err != nil {
+		return nil, err
+	}
+	if len(events) == 0 || events[0].Definition != c.def.name {
+		return nil, fmt.Errorf("%w: %q is not a %s saga", ErrNotFound, sagaID, c.def.name)
+	}
+	return events, nil
+}
+
+// Subscribe returns a subscription to the events the coordinator appends
+// from now on. Close it when done; Shutdown closes it too.
+func (c *Coordinator[S]) Subscribe(opts SubscribeOptions) *Subscription {
+	if opts.Buffer <= 0 {
+		opts.Buffer = 256
+	}
+	s := &Subscription{hub: &c.hub, sagaID: opts.SagaID, ch: make(chan Event, opts.Buffer)}
+	if !c.hub.add(s) {
+		s.closed = true
+		close(s.ch)
+	}
+	return s
+}
+
+// Signal delivers an external event to a running or stuck instance. The
+// signal is recorded in the instance's log before Signal returns; a step
+// that waits for that name (Step.Signal) consumes it now or when the saga
+// gets there. A signal with a dedupKey that the instance has already
+// received is ignored and Signal returns nil; an empty dedupKey never
+// matches. The payload must be empty or valid JSON.
+//
+// Signal returns an error wrapping ErrFinished if the instance has ended,
+// ErrNotFound if it does not exist, ErrInvalidArgument for an empty ID or
+// name or a payload that is not JSON, and ErrStopped after Shutdown.
+func (c *Coordinator[S]) Signal(ctx context.Context, sagaID, name string, payload []byte, dedupKey string) error {
+	switch {
+	case sagaID == "":
+		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
+	case name == "":
+		return fmt.Errorf("%w: empty signal name", ErrInvalidArgument)
+	case len(payload) > 0 && !json.Valid(payload):
+		return fmt.Errorf("%w: signal payload is not JSON", ErrInvalidArgument)
+	}
+	c.life.RLock()
+	defer c.life.RUnlock()
+	switch c.phase.Load() {
+	case phaseNew:
+		return ErrNotStarted
+	case phaseStopped:
+		return ErrStopped
+	}
+	inst := c.live.get(sagaID)
+	if inst == nil {
+		inst = c.stuck.get(sagaID)
+	}
+	if inst == nil {
+		return c.notHere(ctx, sagaID)
+	}
+
+	inst.mu.Lock()
+	if inst.status.Terminal() {
+		inst.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
+	}
+	if inst.duplicate(dedupKey) {
+		inst.mu.Unlock()
+		return nil
+	}
+	err := c.commit(inst, Event{Type: EventSignalReceived, Signal: name, DedupKey: dedupKey, Payload: slices.Clone(payload)})
+	wake := err == nil && inst.parked && inst.waiting == name
+	inst.mu.Unlock()
+	if wake {
+		c.wake(inst, name)
+	}
+	return err
+}
+
+// notHere explains why an instance that this coordinator does not hold
+// cannot take a request.
+func (c *Coordinator[S]) notHere(ctx context.Context, sagaID string) error {
+	events, err := c.Events(ctx, sagaID)
+	if err != nil {
+		return err
+	}
+	if events[len(events)-1].Ends() {
+		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
+	}
+	return fmt.Errorf("%w: %q is not run by this coordinator", ErrFenced, sagaID)
+}
+
+// Retry resumes the compensation of a stuck instance: the step whose
+// compensation gave up gets a fresh set of attempts. It returns an error
+// wrapping ErrNotStuck if the instance is not stuck, ErrNotFound if it does
+// not exist, and ErrOverloaded if no in-flight slot is free.
+func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
+	if sagaID == "" {
+		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
+	}
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if err := c.running(); err != nil {
+		return err
+	}
+	inst := c.stuck.remove(sagaID)
+	if inst == nil {
+		if c.live.get(sagaID) != nil {
+			return fmt.Errorf("%w: %q is running", ErrNotStuck, sagaID)
+		}
+		snap, err := c.Get(ctx, sagaID)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %q is %v", ErrNotStuck, sagaID, snap.Status)
+	}
+	if err := c.acquire(ctx); err != nil {
+		c.stuck.add(sagaID, inst)
+		return err
+	}
+	inst.mu.Lock()
+	if err := c.commit(inst, Event{Type: EventCompensationStarted}); err != nil {
+		inst.mu.Unlock()
+		c.release()
+		c.stuck.add(sagaID, inst)
+		return err
+	}
+	inst.slotted, inst.finished = true, false
+	inst.mu.Unlock()
+	c.live.add(sagaID, inst)
+	c.log.LogAttrs(ctx, slog.LevelInfo, "saga: retrying stuck compensation", slog.String("saga_id", sagaID))
+	c.ready <- inst
+	return nil
+}

@@ -1,0 +1,298 @@
+package saga
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+// Snapshot is an instance as its log says it is now.
+type Snapshot[S any] struct {
+	ID         string
+	Run        string // run ID, unique to this instance
+	Definition string
+	Version    int
+	Status     Status
+	// Step is the step being run or compensated, or the step the saga
+	// gave up on; empty when no step has started or the saga completed.
+	Step    string
+	Attempt int // attempt number of Step's current action or compensation
+	State   S
+	// LastError is the most recent failure recorded, empty if none.
+	LastError string
+	Created   time.Time
+	Updated   time.Time
+	Deadline  time.Time // zero when there is none
+	Seq       uint64    // sequence number of the last event
+}
+
+// progress is the fold of an instance's log: everything the engine needs to
+// know to take the next decision. It is updated by apply, one event at a
+// time, both when the engine appends and when it reads a log back.
+type progress[S any] struct {
+	def        *Definition[S]
+	id, run    string
+	seq        uint64
+	status     Status
+	step       int  // forward: current step; compensating: step being undone (-1: none left)
+	attempt    int  // attempt number of the current action or compensation
+	started    bool // forward: a StepStarted for (step, attempt) has no outcome yet
+	done       int  // forward steps completed: steps[0:done]
+	failedStep int  // the step the saga gave up on, -1 if none
+	state      S
+	deadline   time.Time
+	created    time.Time
+	updated    time.Time
+	retryAt    time.Time // a retry is scheduled for then; zero if none
+	waitSince  time.Time // when the current step first started
+	lastErr    string
+
+	inbox map[string][]json.RawMessage // received, unconsumed signals by name
+	dedup map[string]struct{}          // dedup keys of received signals
+}
+
+func newProgress[S any](def *Definition[S]) progress[S] {
+	return progress[S]{def: def, failedStep: -1}
+}
+
+// next returns the status an event of type t moves an instance in status s
+// to, or false if such an event cannot follow.
+func next(s Status, t EventType) (Status, bool) {
+	switch t {
+	case EventSagaStarted:
+		return StatusPending, s == 0
+	case EventSignalReceived:
+		return s, s != 0 && !s.Terminal()
+	case EventStepStarted:
+		if s == StatusPending || s == StatusRunning {
+			return StatusRunning, true
+		}
+	case EventStepSucceeded, EventStepAttemptFailed, EventStepFailed:
+		return s, s == StatusRunning
+	case EventRetryScheduled:
+		return s, s == StatusRunning || s == StatusCompensating
+	case EventCompensationStarted:
+		return StatusCompensating, s == StatusRunning || s == StatusStuck
+	case EventStepCompensated, EventCompensationAttemptFailed:
+		return s, s == StatusCompensating
+	case EventSagaCompleted:
+		return StatusCompleted, s == StatusRunning
+	case EventSagaCompensated:
+		return StatusCompensated, s == StatusCompensating
+	case EventSagaStuck:
+		return StatusStuck, s == StatusCompensating
+	}
+	return s, false
+}
+
+// check reports whether events may follow the log as folded so far, without
+// changing anything.
+func (p *progress[S]) check(events []Event) error {
+	s := p.status
+	for i := range events {
+		var ok bool
+		if s, ok = next(s, events[i].Type); !ok {
+			return fmt.Errorf("%w: %v cannot follow status %v", ErrInvalidEvent, events[i].Type, s)
+		}
+	}
+	return nil
+}
+
+// apply folds e into p. With decode set it decodes the state carried by the
+// event; the engine's own appends leave it unset because it already holds
+// the live state.
+func (p *progress[S]) apply(e *Event, decode bool) error {
+	status, ok := next(p.status, e.Type)
+	if !ok {
+		return fmt.Errorf("%w: %v cannot follow status %v (seq %d)", ErrInvalidEvent, e.Type, p.status, e.Seq)
+	}
+	if e.Seq != p.seq+1 {
+		return fmt.Errorf("%w: seq %d after %d", ErrInvalidEvent, e.Seq, p.seq)
+	}
+	stepIdx := -1
+	if e.Step != "" {
+		if stepIdx = p.def.stepIndex(e.Step); stepIdx < 0 {
+			return fmt.Errorf("%w: unknown step %q (seq %d)", ErrInvalidEvent, e.Step, e.Seq)
+		}
+	}
+	needStep := func() error {
+		if stepIdx < 0 {
+			return fmt.Errorf("%w: %v without a step (seq %d)", ErrInvalidEvent, e.Type, e.Seq)
+		}
+		return nil
+	}
+	if decode && len(e.State) > 0 {
+		var st S
+		if err := json.Unmarshal(e.State, &st); err != nil {
+			return fmt.Errorf("%w: state at seq %d: %w", ErrInvalidEvent, e.Seq, err)
+		}
+		p.state = st
+	}
+
+	switch e.Type {
+	case EventSagaStarted:
+		p.id, p.run = e.SagaID, e.Run
+		p.created = e.Time
+		p.deadline = e.At
+		p.step = 0
+	case EventStepStarted:
+		if err := needStep(); err != nil {
+			return err
+		}
+		if stepIdx != p.step || p.waitSince.IsZero() {
+			p.waitSince = e.Time
+		}
+		p.step, p.attempt, p.started = stepIdx, e.Attempt, true
+		p.retryAt = time.Time{}
+	case EventStepSucceeded:
+		if err := needStep(); err != nil {
+			return err
+		}
+		if name := p.def.steps[stepIdx].Signal; name != "" && len(p.inbox[name]) > 0 {
+			p.inbox[name] = p.inbox[name][1:]
+		}
+		p.done, p.started = stepIdx+1, false
+		p.step, p.attempt = stepIdx+1, 1
+		p.waitSince = time.Time{}
+	case EventStepAttemptFailed:
+		p.started = false
+		p.lastErr = e.Error
+	case EventRetryScheduled:
+		p.attempt, p.retryAt = e.Attempt, e.At
+	case EventStepFailed:
+		if err := needStep(); err != nil {
+			return err
+		}
+		p.failedStep, p.started = stepIdx, false
+		p.lastErr = e.Error
+	case EventCompensationStarted:
+		if e.Error != "" {
+			p.lastErr = e.Error
+		}
+		if p.status != StatusStuck { // a retried stuck saga resumes where it stopped
+			p.step = p.undoBelow(p.done)
+		}
+		p.attempt, p.retryAt = 1, time.Time{}
+	case EventStepCompensated:
+		if err := needStep(); err != nil {
+			return err
+		}
+		p.step, p.attempt, p.retryAt = p.undoBelow(stepIdx), 1, time.Time{}
+	case EventCompensationAttemptFailed, EventSagaStuck:
+		p.lastErr = e.Error
+	case EventSagaCompleted:
+		p.step = len(p.def.steps)
+	case EventSagaCompensated:
+		p.step = -1
+	case EventSignalReceived:
+		if e.DedupKey != "" {
+			if _, dup := p.dedup[e.DedupKey]; dup {
+				break
+			}
+			if p.dedup == nil {
+				p.dedup = make(map[string]struct{})
+			}
+			p.dedup[e.DedupKey] = struct{}{}
+		}
+		if p.inbox == nil {
+			p.inbox = make(map[string][]json.RawMessage)
+		}
+		p.inbox[e.Signal] = append(p.inbox[e.Signal], e.Payload)
+	}
+	p.status = status
+	p.seq = e.Seq
+	p.updated = e.Time
+	return nil
+}
+
+// undoBelow returns the highest step below i that has a compensation, or -1.
+func (p *progress[S]) undoBelow(i int) int {
+	for i--; i >= 0; i-- {
+		if p.def.steps[i].Compensate != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// duplicate reports whether a signal with this dedup key was received.
+func (p *progress[S]) duplicate(dedupKey string) bool {
+	if dedupKey == "" {
+		return false
+	}
+	_, dup := p.dedup[dedupKey]
+	return dup
+}
+
+// signal returns the oldest unconsumed signal of that name.
+func (p *progress[S]) signal(name string) (json.RawMessage, bool) {
+	q := p.inbox[name]
+	if len(q) == 0 {
+		return nil, false
+	}
+	return q[0], true
+}
+
+func (p *progress[S]) snapshot() Snapshot[S] {
+	s := Snapshot[S]{
+		ID:         p.id,
+		Run:        p.run,
+		Definition: p.def.name,
+		Version:    p.def.version,
+		Status:     p.status,
+		Attempt:    p.attempt,
+		State:      p.state,
+		LastError:  p.lastErr,
+		Created:    p.created,
+		Updated:    p.updated,
+		Deadline:   p.deadline,
+		Seq:        p.seq,
+	}
+	switch {
+	case p.status == StatusRunning || p.status == StatusPending:
+		if p.step < len(p.def.steps) {
+			s.Step = p.def.steps[p.step].Name
+		}
+	case p.status == StatusCompensating || p.status == StatusStuck:
+		if p.step >= 0 {
+			s.Step = p.def.steps[p.step].Name
+		}
+	case p.status == StatusCompensated && p.failedStep >= 0:
+		s.Step = p.def.steps[p.failedStep].Name
+	}
+	if p.status.Terminal() {
+		s.Attempt = 0
+	}
+	return s
+}
+
+// fold rebuilds the progress of an instance from its log.
+func fold[S any](def *Definition[S], events []Event) (progress[S], error) {
+	p := newProgress(def)
+	for i := range events {
+		if err := p.apply(&events[i], true); err != nil {
+			return p, err
+		}
+	}
+	if p.status == 0 {
+		return p, fmt.Errorf("%w: empty log", ErrInvalidEvent)
+	}
+	return p, nil
+}
+
+// instance is an instance the coordinator is running (or holds stuck). Its
+// mutex guards the fold and the scheduling fields; the log is only written
+// with it held, so appends of one instance never race.
+type instance[S any] struct {
+	mu sync.Mutex
+	progress[S]
+
+	waiting  string      // signal the parked instance waits for, if any
+	parked   bool        // a timer or a signal will wake it
+	timer    clock.Timer // armed while parked with a deadline
+	slotted  bool        // holds one of the coordinator's in-flight slots
+	finished bool        // handed back to the coordinator by finish
+}

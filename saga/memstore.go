@@ -1,0 +1,259 @@
+package saga
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+// MemoryConfig configures a [MemoryStore]. The zero value keeps every
+// instance forever.
+type MemoryConfig struct {
+	// Clock times the retention of finished instances. Defaults to
+	// clock.Real().
+	Clock clock.Clock
+
+	// Retention drops finished instances once they have been finished this
+	// long. Defaults to 0: keep them (subject to MaxFinished).
+	Retention time.Duration
+
+	// MaxFinished keeps at most this many finished instances, dropping the
+	// oldest first. Defaults to 0: no limit (subject to Retention).
+	MaxFinished int
+}
+
+// MemoryStore is the default [Store]: logs in process memory, sharded so
+// that instances do not contend. It is not durable: everything is lost with
+// the process. Finished instances can be dropped by a retention policy so
+// that memory stays bounded; a dropped instance is not found any more, and
+// its ID may be started again.
+type MemoryStore struct {
+	cfg    MemoryConfig
+	seed   maphash.Seed
+	shards [memShards]memShard
+	nextID atomic.Uint64
+	closed atomic.Bool
+
+	finMu    sync.Mutex
+	finished []finishedEntry // oldest first; finished[finHead:] are live
+	finHead  int
+}
+
+const memShards = 64
+
+type memShard struct {
+	mu   sync.Mutex
+	logs map[string]*memLog
+	_    [40]byte // keep shards on separate cache lines
+}
+
+type memLog struct {
+	definition string
+	order      uint64 // creation order, for Unfinished
+	events     []Event
+	ended      bool
+}
+
+type finishedEntry struct {
+	id string
+	at time.Time
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty memory store.
+func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].logs = make(map[string]*memLog)
+	}
+	return s
+}
+
+func (s *MemoryStore) shard(id string) *memShard {
+	return &s.shards[maphash.String(s.seed, id)%memShards]
+}
+
+// Create implements [Store].
+func (s *MemoryStore) Create(_ context.Context, events []Event) error {
+	if s.closed.Load() {
+		return errStoreClosed
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("%w: no events", ErrInvalidArgument)
+	}
+	id := events[0].SagaID
+	if err := CheckAppend(id, 0, events); err != nil {
+		return err
+	}
+	l := &memLog{
+		definition: events[0].Definition,
+		events:     slices.Clone(events),
+		ended:      events[len(events)-1].Ends(),
+	}
+	sh := s.shard(id)
+	sh.mu.Lock()
+	if _, ok := sh.logs[id]; ok {
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrDuplicate, id)
+	}
+	l.order = s.nextID.Add(1)
+	sh.logs[id] = l
+	sh.mu.Unlock()
+	if l.ended {
+		s.retire(id)
+	}
+	return nil
+}
+
+// Append implements [Store].
+func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, events []Event) error {
+	if s.closed.Load() {
+		return errStoreClosed
+	}
+	if err := CheckAppend(sagaID, expected, events); err != nil {
+		return err
+	}
+	sh := s.shard(sagaID)
+	sh.mu.Lock()
+	l, ok := sh.logs[sagaID]
+	switch {
+	case !ok:
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNotFound, sagaID)
+	case l.ended:
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
+	case uint64(len(l.events)) != expected:
+		n := len(l.events)
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
+	}
+	l.events = append(l.events, events...)
+	l.ended = events[len(events)-1].Ends()
+	ended := l.ended
+	sh.mu.Unlock()
+	if ended {
+		s.retire(sagaID)
+	}
+	return nil
+}
+
+// retire records that id has ended and drops the finished instances that
+// the retention policy no longer keeps.
+func (s *MemoryStore) retire(id string) {
+	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
+		return
+	}
+	now := s.cfg.Clock.Now()
+	s.finMu.Lock()
+	defer s.finMu.Unlock()
+	s.finished = append(s.finished, finishedEntry{id: id, at: now})
+	for s.finHead < len(s.finished) {
+		oldest := s.finished[s.finHead]
+		live := len(s.finished) - s.finHead
+		overCount := s.cfg.MaxFinished > 0 && live > s.cfg.MaxFinished
+		tooOld := s.cfg.Retention > 0 && now.Sub(oldest.at) >= s.cfg.Retention
+		if !overCount && !tooOld {
+			break
+		}
+		s.finished[s.finHead] = finishedEntry{}
+		s.finHead++
+		sh := s.shard(oldest.id)
+		sh.mu.Lock()
+		delete(sh.logs, oldest.id)
+		sh.mu.Unlock()
+	}
+	// Reclaim the consumed prefix once it is at least half the slice.
+	if s.finHead > 1024 && s.finHead*2 >= len(s.finished) {
+		n := copy(s.finished, s.finished[s.finHead:])
+		clear(s.finished[n:])
+		s.finished = s.finished[:n]
+		s.finHead = 0
+	}
+}
+
+// Load implements [Store].
+func (s *MemoryStore) Load(_ context.Context, sagaID string) ([]Event, error) {
+	if s.closed.Load() {
+		return nil, errStoreClosed
+	}
+	sh := s.shard(sagaID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	l, ok := sh.logs[sagaID]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, sagaID)
+	}
+	return slices.Clone(l.events), nil
+}
+
+// Unfinished implements [Store].
+func (s *MemoryStore) Unfinished(_ context.Context, definition string) ([]string, error) {
+	if s.closed.Load() {
+		return nil, errStoreClosed
+	}
+	type entry struct {
+		id    string
+		order uint64
+	}
+	var found []entry
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for id, l := range sh.logs {
+			if !l.ended && l.definition == definition {
+				found = append(found, entry{id, l.order})
+			}
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(found, func(a, b entry) int { return cmp.Compare(a.order, b.order) })
+	ids := make([]string, len(found))
+	for i, e := range found {
+		ids[i] = e.id
+	}
+	return ids, nil
+}
+
+// Len returns the number of instances the store holds.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.logs)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Ping implements [Store]; it fails only after Close.
+func (s *MemoryStore) Ping(context.Context) error {
+	if s.closed.Load() {
+		return errStoreClosed
+	}
+	return nil
+}
+
+// Durable implements [Store]: a memory store is not durable.
+func (s *MemoryStore) Durable() bool { return false }
+
+// Close implements [Store]. The logs stay readable by nobody: every later
+// call fails with ErrStopped.
+func (s *MemoryStore) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+var errStoreClosed = fmt.Errorf("%w: store closed", ErrStopped)

@@ -1,0 +1,260 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/clock"
+	"github.com/sagaflow/sagaflow/saga"
+)
+
+// memBase is the time of the events the memory store tests write.
+var memBase = time.Date(2025, time.January, 1, 12, 0, 0, 0, time.UTC)
+
+// memLogOf returns a valid log of saga id of definition "orders": a
+// saga_started followed by events of the given types.
+func memLogOf(id string, types ...saga.EventType) []saga.Event {
+	events := []saga.Event{{
+		SagaID: id, Run: "run-" + id, Seq: 1, Type: saga.EventSagaStarted, Time: memBase,
+		Definition: "orders", Version: 1, State: []byte(`{"amount":100}`),
+	}}
+	return append(events, memAfter(id, 1, types...)...)
+}
+
+// memAfter returns events of the given types that follow event last in the
+// log of saga id.
+func memAfter(id string, last uint64, types ...saga.EventType) []saga.Event {
+	events := make([]saga.Event, len(types))
+	for i, typ := range types {
+		seq := last + 1 + uint64(i)
+		events[i] = saga.Event{
+			SagaID: id, Run: "run-" + id, Seq: seq, Type: typ,
+			Time: memBase.Add(time.Duration(seq) * time.Second), Step: "charge",
+		}
+	}
+	return events
+}
+
+// memSetup returns a memory store with cfg and its fake clock, closed when
+// the test ends.
+func memSetup(t *testing.T, cfg saga.MemoryConfig) (*saga.MemoryStore, *clock.Fake) {
+	t.Helper()
+	fake := clock.NewFake(time.Time{})
+	cfg.Clock = fake
+	s := saga.NewMemoryStore(cfg)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, fake
+}
+
+// memFinish creates instance id and ends it with saga_completed by an
+// append.
+func memFinish(t *testing.T, s *saga.MemoryStore, id string) {
+	t.Helper()
+	require.NoError(t, s.Create(t.Context(), memLogOf(id, saga.EventStepStarted)))
+	require.NoError(t, s.Append(t.Context(), id, 2, memAfter(id, 2, saga.EventStepSucceeded, saga.EventSagaCompleted)))
+}
+
+// memPresent checks which of ids the store holds: those in want are found,
+// the others are not.
+func memPresent(t *testing.T, s *saga.MemoryStore, want map[string]bool) {
+	t.Helper()
+	for id, present := range want {
+		_, err := s.Load(t.Context(), id)
+		if present {
+			assert.NoError(t, err, "%s should be kept", id)
+		} else {
+			assert.ErrorIs(t, err, saga.ErrNotFound, "%s should be dropped", id)
+		}
+	}
+}
+
+func TestMemoryStoreIsNotDurable(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{})
+	assert.False(t, s.Durable())
+}
+
+func TestMemoryStoreZeroConfigKeepsEverything(t *testing.T) {
+	t.Parallel()
+	s := saga.NewMemoryStore(saga.MemoryConfig{})
+	t.Cleanup(func() { _ = s.Close() })
+	for i := range 100 {
+		memFinish(t, s, fmt.Sprintf("done-%d", i))
+	}
+	assert.Equal(t, 100, s.Len())
+}
+
+func TestMemoryStoreClosed(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{})
+	ctx := t.Context()
+	require.NoError(t, s.Create(ctx, memLogOf("order-1")))
+	require.NoError(t, s.Close())
+
+	assert.ErrorIs(t, s.Create(ctx, memLogOf("order-2")), saga.ErrStopped)
+	assert.ErrorIs(t, s.Append(ctx, "order-1", 1, memAfter("order-1", 1, saga.EventStepStarted)), saga.ErrStopped)
+	_, err := s.Load(ctx, "order-1")
+	assert.ErrorIs(t, err, saga.ErrStopped)
+	_, err = s.Unfinished(ctx, "orders")
+	assert.ErrorIs(t, err, saga.ErrStopped)
+	assert.ErrorIs(t, s.Ping(ctx), saga.ErrStopped)
+	// Invalid input after Close still reports the close, not the input.
+	assert.ErrorIs(t, s.Create(ctx, nil), saga.ErrStopped)
+	assert.ErrorIs(t, s.Append(ctx, "", 0, nil), saga.ErrStopped)
+}
+
+func TestMemoryStoreMaxFinishedDropsOldestFinished(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{MaxFinished: 2})
+	ctx := t.Context()
+
+	// Unfinished instances, one of them stuck, are never dropped.
+	require.NoError(t, s.Create(ctx, memLogOf("running", saga.EventStepStarted)))
+	require.NoError(t, s.Create(ctx, memLogOf("stuck",
+		saga.EventStepFailed, saga.EventCompensationStarted, saga.EventSagaStuck)))
+
+	memFinish(t, s, "done-1")
+	// Ended at creation: it counts as finished too.
+	require.NoError(t, s.Create(ctx, memLogOf("done-2", saga.EventStepSucceeded, saga.EventSagaCompleted)))
+	assert.Equal(t, 4, s.Len())
+	memPresent(t, s, map[string]bool{"running": true, "stuck": true, "done-1": true, "done-2": true})
+
+	memFinish(t, s, "done-3")
+	assert.Equal(t, 4, s.Len())
+	memPresent(t, s, map[string]bool{"running": true, "stuck": true, "done-1": false, "done-2": true, "done-3": true})
+
+	// Compensated instances are finished as well.
+	require.NoError(t, s.Create(ctx, memLogOf("undone", saga.EventStepFailed, saga.EventCompensationStarted)))
+	assert.Equal(t, 5, s.Len(), "an unfinished instance drops nothing")
+	require.NoError(t, s.Append(ctx, "undone", 3, memAfter("undone", 3, saga.EventSagaCompensated)))
+	assert.Equal(t, 4, s.Len())
+	memPresent(t, s, map[string]bool{"running": true, "stuck": true, "done-2": false, "done-3": true, "undone": true})
+
+	// Many more endings never touch the unfinished ones.
+	for i := range 50 {
+		memFinish(t, s, fmt.Sprintf("more-%d", i))
+	}
+	assert.Equal(t, 4, s.Len())
+	memPresent(t, s, map[string]bool{"running": true, "stuck": true, "undone": false, "more-48": true, "more-49": true})
+	ids, err := s.Unfinished(ctx, "orders")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"running", "stuck"}, ids)
+
+	// A dropped ID is free again.
+	require.NoError(t, s.Create(ctx, memLogOf("done-1")))
+	got, err := s.Load(ctx, "done-1")
+	require.NoError(t, err)
+	assert.Len(t, got, 1)
+	ids, err = s.Unfinished(ctx, "orders")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"running", "stuck", "done-1"}, ids)
+}
+
+func TestMemoryStoreRetentionDropsOldFinished(t *testing.T) {
+	t.Parallel()
+	s, fake := memSetup(t, saga.MemoryConfig{Retention: time.Hour})
+	ctx := t.Context()
+
+	require.NoError(t, s.Create(ctx, memLogOf("running")))
+	memFinish(t, s, "done-1") // finished at 0:00
+	fake.Advance(30 * time.Minute)
+	memFinish(t, s, "done-2") // finished at 0:30
+	assert.Equal(t, 3, s.Len())
+
+	// Eviction is lazy: it happens when another instance ends. At 1:00
+	// done-1 has been finished for exactly Retention, done-2 for half.
+	fake.Advance(30 * time.Minute)
+	memFinish(t, s, "done-3")
+	memPresent(t, s, map[string]bool{"running": true, "done-1": false, "done-2": true, "done-3": true})
+	assert.Equal(t, 3, s.Len())
+
+	// At 1:29 done-2 is 59 minutes old, done-3 29: both stay.
+	fake.Advance(29 * time.Minute)
+	memFinish(t, s, "done-4")
+	memPresent(t, s, map[string]bool{"done-2": true, "done-3": true, "done-4": true})
+	assert.Equal(t, 4, s.Len())
+
+	// At 3:00 everything finished before 2:00 goes; the running instance,
+	// older than all of them, stays.
+	fake.Advance(91 * time.Minute)
+	memFinish(t, s, "done-5")
+	memPresent(t, s, map[string]bool{"running": true, "done-2": false, "done-3": false, "done-4": false, "done-5": true})
+	assert.Equal(t, 2, s.Len())
+
+	// An evicted ID can be started again, and its new log is the one kept.
+	require.NoError(t, s.Create(ctx, memLogOf("done-1", saga.EventStepStarted)))
+	got, err := s.Load(ctx, "done-1")
+	require.NoError(t, err)
+	assert.Len(t, got, 2)
+	ids, err := s.Unfinished(ctx, "orders")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"running", "done-1"}, ids)
+}
+
+func TestMemoryStoreRetentionAndMaxFinished(t *testing.T) {
+	t.Parallel()
+	s, fake := memSetup(t, saga.MemoryConfig{Retention: time.Hour, MaxFinished: 2})
+
+	memFinish(t, s, "a")
+	memFinish(t, s, "b")
+	memFinish(t, s, "c") // over the count: a goes
+	memPresent(t, s, map[string]bool{"a": false, "b": true, "c": true})
+
+	fake.Advance(time.Hour)
+	memFinish(t, s, "d") // b and c are too old
+	memPresent(t, s, map[string]bool{"b": false, "c": false, "d": true})
+	assert.Equal(t, 1, s.Len())
+}
+
+func TestMemoryStoreEvictedIDIsRecycledCleanly(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{MaxFinished: 1})
+	ctx := t.Context()
+
+	memFinish(t, s, "reused")
+	memFinish(t, s, "other") // drops the first "reused"
+	memPresent(t, s, map[string]bool{"reused": false, "other": true})
+
+	// The new "reused" is running; the old one's retirement must not drop
+	// it, however many instances end afterwards.
+	require.NoError(t, s.Create(ctx, memLogOf("reused")))
+	for i := range 5 {
+		memFinish(t, s, fmt.Sprintf("filler-%d", i))
+	}
+	memPresent(t, s, map[string]bool{"reused": true})
+
+	// Once it ends, it is retired like any other.
+	require.NoError(t, s.Append(ctx, "reused", 1, memAfter("reused", 1, saga.EventSagaCompleted)))
+	memPresent(t, s, map[string]bool{"reused": true, "filler-4": false})
+	assert.Equal(t, 1, s.Len())
+}
+
+func BenchmarkMemoryStoreAppend(b *testing.B) {
+	s := saga.NewMemoryStore(saga.MemoryConfig{})
+	b.Cleanup(func() { _ = s.Close() })
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		id := fmt.Sprintf("bench-%d", n.Add(1))
+		if err := s.Create(ctx, memLogOf(id)); err != nil {
+			b.Error(err)
+			return
+		}
+		batch := memAfter(id, 1, saga.EventStepStarted)
+		for last := uint64(1); pb.Next(); last++ {
+			batch[0].Seq = last + 1
+			if err := s.Append(ctx, id, last, batch); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,469 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+	"github.com/sagaflow/sagaflow/internal/backoff"
+)
+
+// This file is the engine's hot path: a worker takes an instance off the
+// ready queue and advances it, one attempt at a time, until it ends or has
+// to wait (for a backoff, a breaker's cool-down or a signal). Every decision
+// is recorded in the log before it is acted on, and the instance's fold is
+// updated only from what was recorded.
+
+// storeRetry is how long an instance waits after the store refused a write
+// before it tries again from its last recorded event.
+const storeRetry = time.Second
+
+func (c *Coordinator[S]) work() {
+	defer c.workers.Done()
+	for {
+		select {
+		case inst := <-c.ready:
+			c.advance(inst)
+		case <-c.quit:
+			return
+		}
+	}
+}
+
+// advance runs inst until it ends or waits. Only one worker advances an
+// instance at a time: an instance is on the ready queue at most once, and
+// is put back only by wake, after it parked.
+func (c *Coordinator[S]) advance(inst *instance[S]) {
+	for !c.halted.Load() {
+		inst.mu.Lock()
+		status := inst.status
+		inst.mu.Unlock()
+		var more bool
+		switch status {
+		case StatusPending, StatusRunning:
+			more = c.forward(inst)
+		case StatusCompensating:
+			more = c.compensate(inst)
+		default:
+			c.finish(inst)
+			return
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// forward makes one move on the forward path. It reports whether the
+// instance can move again at once; when it returns false the instance has
+// parked (or was abandoned) and the caller must not touch it.
+func (c *Coordinator[S]) forward(inst *instance[S]) bool {
+	now := c.clock.Now()
+	inst.mu.Lock()
+	i := inst.step
+	step := &c.def.steps[i]
+	if !inst.deadline.IsZero() && !now.Before(inst.deadline) {
+		return c.giveUp(inst, fmt.Errorf("%w at %v", ErrDeadline, inst.deadline), false)
+	}
+	if !inst.started {
+		if inst.retryAt.After(now) {
+			c.park(inst, inst.retryAt, "")
+			return false
+		}
+		if err := c.commit(inst, Event{Type: EventStepStarted, Step: step.Name, Attempt: inst.attempt}); err != nil {
+			return c.storeFailed(inst, err)
+		}
+	}
+	var payload json.RawMessage
+	var hasSignal bool
+	if step.Signal != "" {
+		if payload, hasSignal = inst.signal(step.Signal); !hasSignal {
+			until, cause := inst.deadline, ErrDeadline
+			if step.SignalTimeout > 0 {
+				if t := inst.waitSince.Add(step.SignalTimeout); until.IsZero() || t.Before(until) {
+					until, cause = t, ErrSignalTimeout
+				}
+			}
+			if !until.IsZero() && !now.Before(until) {
+				return c.giveUp(inst, fmt.Errorf("%w: %s", cause, step.Signal), true)
+			}
+			c.park(inst, until, step.Signal)
+			return false
+		}
+	}
+	attempt, deadline, state := inst.attempt, inst.deadline, inst.state
+	inst.mu.Unlock()
+
+	b := c.breakers[i]
+	if b != nil {
+		if ok, at := b.allow(now, c.delay(step.Retry, attempt)); !ok {
+			return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt, earliest(at, deadline), ErrBreakerOpen)
+		}
+	}
+	err := c.attempt(inst, i, attempt, deadline, false, step.Action, &state, payload, hasSignal)
+	if c.runCtx.Err() != nil {
+		return false // abandoned by Shutdown; the log says where to resume
+	}
+	if b != nil {
+		b.record(c.clock.Now(), err != nil && !IsPermanent(err))
+	}
+
+	var raw json.RawMessage
+	if err == nil {
+		if raw, err = json.Marshal(state); err != nil {
+			err = Permanent(fmt.Errorf("saga: encode state: %w", err))
+		}
+	}
+	inst.mu.Lock()
+	if err == nil {
+		events := []Event{{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}}
+		if i+1 < len(c.def.steps) {
+			events = append(events, Event{Type: EventStepStarted, Step: c.def.steps[i+1].Name, Attempt: 1})
+		} else {
+			events = append(events, Event{Type: EventSagaCompleted})
+		}
+		if err := c.commit(inst, events...); err != nil {
+			return c.storeFailed(inst, err)
+		}
+		inst.state = state
+		inst.mu.Unlock()
+		return true
+	}
+	if IsPermanent(err) || errors.Is(err, ErrDeadline) || attempt >= step.Retry.MaxAttempts {
+		return c.giveUp(inst, err, true)
+	}
+	at := earliest(c.clock.Now().Add(c.delay(step.Retry, attempt)), deadline)
+	inst.mu.Unlock()
+	return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt+1, at, err)
+}
+
+// giveUp records that the current step failed for good and starts the
+// compensation. It expects inst.mu held and releases it.
+func (c *Coordinator[S]) giveUp(inst *instance[S], cause error, attemptFailed bool) bool {
+	step := c.def.steps[inst.step].Name
+	msg := cause.Error()
+	events := make([]Event, 0, 4)
+	if attemptFailed {
+		events = append(events, Event{Type: EventStepAttemptFailed, Step: step, Attempt: inst.attempt, Error: msg})
+	}
+	events = append(events,
+		Event{Type: EventStepFailed, Step: step, Attempt: inst.attempt, Error: msg},
+		Event{Type: EventCompensationStarted, Step: step, Error: msg})
+	if inst.undoBelow(inst.done) < 0 {
+		events = append(events, Event{Type: EventSagaCompensated})
+	}
+	if err := c.commit(inst, events...); err != nil {
+		return c.storeFailed(inst, err)
+	}
+	id := inst.id
+	inst.mu.Unlock()
+	c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: step failed, compensating",
+		slog.String("saga_id", id), slog.String("step", step), slog.String("error", msg))
+	return true
+}
+
+// compensate makes one move on the compensation path; it reports like
+// forward.
+func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
+	now := c.clock.Now()
+	inst.mu.Lock()
+	j := inst.step
+	if j < 0 {
+		if err := c.commit(inst, Event{Type: EventSagaCompensated}); err != nil {
+			return c.storeFailed(inst, err)
+		}
+		inst.mu.Unlock()
+		return true
+	}
+	if inst.retryAt.After(now) {
+		c.park(inst, inst.retryAt, "")
+		return false
+	}
+	step := &c.def.steps[j]
+	attempt, state := inst.attempt, inst.state
+	inst.mu.Unlock()
+
+	b := c.breakers[j]
+	if b != nil {
+		if ok, at := b.allow(now, c.delay(step.CompensationRetry, attempt)); !ok {
+			return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt, at, ErrBreakerOpen)
+		}
+	}
+	err := c.attempt(inst, j, attempt, time.Time{}, true, step.Compensate, &state, nil, false)
+	if c.runCtx.Err() != nil {
+		return false
+	}
+	if b != nil {
+		b.record(c.clock.Now(), err != nil && !IsPermanent(err))
+	}
+
+	inst.mu.Lock()
+	if err == nil {
+		raw, merr := json.Marshal(state)
+		if merr != nil {
+			raw, state = nil, inst.state // the undo happened; keep the last state that encodes
+		}
+		events := []Event{{Type: EventStepCompensated, Step: step.Name, Attempt: attempt, State: raw}}
+		if inst.undoBelow(j) < 0 {
+			events = append(events, Event{Type: EventSagaCompensated})
+		}
+		if err := c.commit(inst, events...); err != nil {
+			return c.storeFailed(inst, err)
+		}
+		inst.state = state
+		inst.mu.Unlock()
+		return true
+	}
+	if IsPermanent(err) || attempt >= step.CompensationRetry.MaxAttempts {
+		msg := err.Error()
+		if err := c.commit(inst,
+			Event{Type: EventCompensationAttemptFailed, Step: step.Name, Attempt: attempt, Error: msg},
+			Event{Type: EventSagaStuck, Step: step.Name, Error: msg}); err != nil {
+			return c.storeFailed(inst, err)
+		}
+		id := inst.id
+		inst.mu.Unlock()
+		c.log.LogAttrs(c.runCtx, slog.LevelError, "saga: compensation gave up, instance stuck",
+			slog.String("saga_id", id), slog.String("step", step.Name), slog.Int("attempt", attempt),
+			slog.String("error", msg))
+		return true
+	}
+	inst.mu.Unlock()
+	at := c.clock.Now().Add(c.delay(step.CompensationRetry, attempt))
+	return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt+1, at, err)
+}
+
+// retryLater records a failed attempt and when the next one runs, and parks
+// the instance until then.
+func (c *Coordinator[S]) retryLater(inst *instance[S], failed EventType, step string, attempt, next int, at time.Time, cause error) bool {
+	inst.mu.Lock()
+	err := c.commit(inst,
+		Event{Type: failed, Step: step, Attempt: attempt, Error: cause.Error()},
+		Event{Type: EventRetryScheduled, Step: step, Attempt: next, At: at})
+	if err != nil {
+		return c.storeFailed(inst, err)
+	}
+	if !at.After(c.clock.Now()) {
+		inst.mu.Unlock()
+		return true
+	}
+	c.park(inst, at, "")
+	return false
+}
+
+func (c *Coordinator[S]) delay(p RetryPolicy, attempt int) time.Duration {
+	return backoff.Delay(attempt, p.InitialBackoff, p.MaxBackoff, p.Multiplier, p.Jitter, c.cfg.Rand())
+}
+
+// attempt runs one attempt of fn on state under the step's timeout (and the
+// saga deadline, if given), recovering a panic into a *PanicError.
+func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, sagaDeadline time.Time, compensating bool,
+	fn Action[S], state *S, payload json.RawMessage, hasSignal bool) error {
+	step := &c.def.steps[i]
+	start := c.clock.Now()
+	deadline := start.Add(step.Timeout)
+	bySaga := !sagaDeadline.IsZero() && sagaDeadline.Before(deadline)
+	if bySaga {
+		deadline = sagaDeadline
+	}
+	ctx, cancel := clock.WithDeadline(c.runCtx, c.clock, deadline)
+	sc := &stepContext{
+		info: StepInfo{
+			SagaID:         inst.id,
+			Step:           step.Name,
+			Attempt:        attempt,
+			IdempotencyKey: IdempotencyKey(inst.id, step.Name),
+			Compensating:   compensating,
+		},
+		payload:   payload,
+		hasSignal: hasSignal,
+	}
+	err := call(context.WithValue(ctx, stepContextKey{}, sc), fn, state)
+	ctxErr := ctx.Err()
+	cancel()
+	if err != nil && ctxErr != nil && c.runCtx.Err() == nil && errors.Is(ctxErr, context.DeadlineExceeded) {
+		if bySaga {
+			err = fmt.Errorf("%w: %w", ErrDeadline, err)
+		} else {
+			err = fmt.Errorf("%w after %v: %w", ErrStepTimeout, step.Timeout, err)
+		}
+	}
+	if c.cfg.Hooks.OnAttempt != nil {
+		c.cfg.Hooks.OnAttempt(sc.info, c.clock.Now().Sub(start), err)
+	}
+	if err != nil && c.runCtx.Err() == nil {
+		c.logAttemptFailure(&sc.info, err)
+	}
+	return err
+}
+
+// call runs fn, turning a panic into a *PanicError.
+func call[S any](ctx context.Context, fn Action[S], state *S) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, state)
+}
+
+func (c *Coordinator[S]) logAttemptFailure(info *StepInfo, err error) {
+	level, msg := slog.LevelWarn, "saga: attempt failed"
+	if info.Compensating {
+		msg = "saga: compensation attempt failed"
+	}
+	attrs := []slog.Attr{
+		slog.String("saga_id", info.SagaID), slog.String("step", info.Step),
+		slog.Int("attempt", info.Attempt), slog.String("error", err.Error()),
+	}
+	var p *PanicError
+	if errors.As(err, &p) {
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("stack", string(p.Stack)))
+	}
+	c.log.LogAttrs(c.runCtx, level, msg, attrs...)
+}
+
+// stamp gives events their identity: saga, run, sequence number and time.
+func (c *Coordinator[S]) stamp(inst *instance[S], events []Event, now time.Time) {
+	for i := range events {
+		e := &events[i]
+		e.SagaID, e.Run, e.Seq, e.Time = inst.id, inst.run, inst.seq+1+uint64(i), now
+	}
+}
+
+// commit appends events to inst's log, folds them in and publishes them. It
+// expects inst.mu held. A transition the status table forbids is refused
+// before anything is written.
+func (c *Coordinator[S]) commit(inst *instance[S], events ...Event) error {
+	c.stamp(inst, events, c.clock.Now())
+	if err := inst.check(events); err != nil {
+		c.log.LogAttrs(c.runCtx, slog.LevelError, "saga: refused invalid transition",
+			slog.String("saga_id", inst.id), slog.Any("error", err))
+		return err
+	}
+	if err := c.store.Append(c.runCtx, inst.id, inst.seq, events); err != nil {
+		return err
+	}
+	c.fold(inst, events)
+	return nil
+}
+
+// fold applies events the engine itself recorded and tells the world.
+func (c *Coordinator[S]) fold(inst *instance[S], events []Event) {
+	for i := range events {
+		e := &events[i]
+		_ = inst.apply(e, false) // checked before they were stored
+		c.hub.publish(e)
+		if c.cfg.Hooks.OnEvent != nil {
+			c.cfg.Hooks.OnEvent(*e)
+		}
+		if c.log.Enabled(c.runCtx, slog.LevelDebug) {
+			c.log.LogAttrs(c.runCtx, slog.LevelDebug, "saga: event",
+				slog.String("saga_id", e.SagaID), slog.String("event", e.Type.String()),
+				slog.Uint64("seq", e.Seq), slog.String("step", e.Step), slog.Int("attempt", e.Attempt))
+		}
+	}
+}
+
+// storeFailed handles a write the store refused. It expects inst.mu held
+// and releases it. If another process owns the instance now, this one lets
+// go of it; otherwise the instance waits and then retries from its last
+// recorded event (an action whose success was not recorded runs again, with
+// the same idempotency key).
+func (c *Coordinator[S]) storeFailed(inst *instance[S], err error) bool {
+	id := inst.id
+	if errors.Is(err, ErrFenced) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidEvent) {
+		inst.mu.Unlock()
+		c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: letting go of instance",
+			slog.String("saga_id", id), slog.Any("error", err))
+		c.drop(inst)
+		return false
+	}
+	if c.runCtx.Err() != nil {
+		inst.mu.Unlock()
+		return false
+	}
+	c.park(inst, c.clock.Now().Add(storeRetry), "")
+	c.log.LogAttrs(c.runCtx, slog.LevelError, "saga: store write failed, will retry",
+		slog.String("saga_id", id), slog.Any("error", err), slog.Duration("retry_in", storeRetry))
+	return false
+}
+
+// park leaves inst waiting until the clock reaches until (never, if zero)
+// or, when signal is set, until that signal arrives. It expects inst.mu held
+// and releases it.
+func (c *Coordinator[S]) park(inst *instance[S], until time.Time, signal string) {
+	inst.parked, inst.waiting = true, signal
+	if !until.IsZero() {
+		inst.timer = c.clock.AfterFunc(until.Sub(c.clock.Now()), func() { c.wake(inst, "") })
+	}
+	inst.mu.Unlock()
+}
+
+// wake puts a parked instance back on the ready queue. With a signal name it
+// wakes the instance only if it waits for that signal.
+func (c *Coordinator[S]) wake(inst *instance[S], signal string) {
+	inst.mu.Lock()
+	if !inst.parked || (signal != "" && inst.waiting != signal) {
+		inst.mu.Unlock()
+		return
+	}
+	inst.parked, inst.waiting = false, ""
+	if inst.timer != nil {
+		inst.timer.Stop()
+		inst.timer = nil
+	}
+	inst.mu.Unlock()
+	if !c.halted.Load() {
+		c.ready <- inst
+	}
+}
+
+// finish hands back an instance that ended or got stuck.
+func (c *Coordinator[S]) finish(inst *instance[S]) {
+	inst.mu.Lock()
+	status, id, slotted := inst.status, inst.id, inst.slotted
+	inst.slotted, inst.finished = false, true
+	inst.mu.Unlock()
+	switch status {
+	case StatusCompleted:
+		c.completed.Add(1)
+	case StatusCompensated:
+		c.compensated.Add(1)
+		c.log.LogAttrs(c.runCtx, slog.LevelInfo, "saga: compensated", slog.String("saga_id", id))
+	case StatusStuck:
+		c.stuck.add(id, inst)
+	}
+	c.live.remove(id)
+	if slotted {
+		c.release()
+	}
+	c.checkDrained()
+}
+
+// drop forgets an instance this coordinator may no longer run.
+func (c *Coordinator[S]) drop(inst *instance[S]) {
+	inst.mu.Lock()
+	slotted := inst.slotted
+	inst.slotted = false
+	inst.mu.Unlock()
+	c.live.remove(inst.id)
+	if slotted {
+		c.release()
+	}
+	c.checkDrained()
+}
+
+// earliest returns the earlier of t and deadline, ignoring a zero deadline.
+func earliest(t, deadline time.Time) time.Time {
+	if !deadline.IsZero() && deadline.Before(t) {
+		return deadline
+	}
+	return t
+}

@@ -1,0 +1,97 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+)
+
+// Store persists the event logs of instances. The coordinator is its only
+// writer in a process; every method must be safe for concurrent use.
+//
+// The contract every implementation keeps (package sagatest checks it):
+//
+//   - A log is a sequence of events numbered 1, 2, 3 … without gaps. The
+//     first is an [EventSagaStarted]; [EventSagaCompleted] and
+//     [EventSagaCompensated] end it, and nothing may be appended after them.
+//   - Create and Append are atomic: all of the given events are stored, or
+//     none is. When they return nil the events are as durable as the store
+//     promises (see Durable).
+//   - Append is conditional: it succeeds only if the log's last sequence
+//     number is the one the caller expects, so two writers can never
+//     interleave one log.
+//   - A failed call changes nothing.
+//   - Stores hand out copies: a caller may keep what Load returns, but must
+//     not modify the events' byte slices.
+type Store interface {
+	// Create stores a new instance whose log is events, which must start
+	// with an EventSagaStarted numbered 1. It returns an error wrapping
+	// ErrDuplicate if an instance with that saga ID already exists.
+	Create(ctx context.Context, events []Event) error
+
+	// Append adds events to the log of sagaID if its last sequence number
+	// is expected; they must be numbered expected+1, expected+2, …. It
+	// returns an error wrapping ErrNotFound if there is no such log,
+	// ErrConflict if the last sequence number differs, ErrFinished if the
+	// log has ended, and ErrFenced if the store no longer lets this process
+	// write the instance (stores that share instances between processes).
+	Append(ctx context.Context, sagaID string, expected uint64, events []Event) error
+
+	// Load returns the whole log of sagaID in order, or an error wrapping
+	// ErrNotFound.
+	Load(ctx context.Context, sagaID string) ([]Event, error)
+
+	// Unfinished returns the IDs of the instances of the named definition
+	// whose logs have not ended (including stuck ones), oldest first. The
+	// coordinator calls it at startup to resume them.
+	Unfinished(ctx context.Context, definition string) ([]string, error)
+
+	// Ping reports whether the store can take writes now; a nil error
+	// means healthy.
+	Ping(ctx context.Context) error
+
+	// Durable reports whether logs survive Close and a crash of the
+	// process. The coordinator's Shutdown waits for every instance to end
+	// on a store that is not durable.
+	Durable() bool
+
+	// Close releases the store's resources. Calls after Close fail.
+	Close() error
+}
+
+// Ends reports whether e ends a log: nothing may follow a completed or
+// compensated saga.
+func (e *Event) Ends() bool {
+	return e.Type == EventSagaCompleted || e.Type == EventSagaCompensated
+}
+
+// CheckAppend validates events about to be appended to the log of sagaID
+// whose last sequence number is last (0 for a new log): they must be
+// non-empty, belong to sagaID, have valid types, be numbered last+1,
+// last+2, …, start with EventSagaStarted exactly when last is 0, and have
+// nothing after an event that ends the log. Stores call it so that they all
+// reject the same input; it returns an error wrapping ErrInvalidEvent or
+// ErrInvalidArgument.
+func CheckAppend(sagaID string, last uint64, events []Event) error {
+	if sagaID == "" {
+		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("%w: no events", ErrInvalidArgument)
+	}
+	for i := range events {
+		e := &events[i]
+		switch {
+		case e.SagaID != sagaID:
+			return fmt.Errorf("%w: event %d belongs to saga %q, not %q", ErrInvalidEvent, i, e.SagaID, sagaID)
+		case !e.Type.Valid():
+			return fmt.Errorf("%w: event %d has type %d", ErrInvalidEvent, i, uint8(e.Type))
+		case e.Seq != last+1+uint64(i):
+			return fmt.Errorf("%w: event %d has seq %d, want %d", ErrInvalidEvent, i, e.Seq, last+1+uint64(i))
+		case (e.Seq == 1) != (e.Type == EventSagaStarted):
+			return fmt.Errorf("%w: event %d: a log starts with, and only with, %v", ErrInvalidEvent, i, EventSagaStarted)
+		case e.Ends() && i != len(events)-1:
+			return fmt.Errorf("%w: event %d ends the log but is not last", ErrInvalidEvent, i)
+		}
+	}
+	return nil
+}
