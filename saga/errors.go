@@ -35,6 +35,8 @@ var (
 	ErrNotStarted = errors.New("saga: coordinator not started")
 	// ErrStopped: the coordinator is shutting down or has shut down.
 	ErrStopped = errors.New("saga: coordinator stopped")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("saga: store closed")
 	// ErrFinished: the instance has already ended, so it cannot take the
 	// request (a late signal, for example).
 	ErrFinished = errors.New("saga: instance finished")
@@ -77,6 +79,7 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// Error returns the wrapped error's message.
 func (e *PermanentError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the wrapped error.
@@ -90,6 +93,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns "saga: panic: " and the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("saga: panic: %v", e.Value) }
 
 // Unwrap returns the panic value when it is an error, so errors.Is sees
@@ -107,6 +111,7 @@ type DefinitionError struct {
 	Reason     string
 }
 
+// Error names the definition, the step and the reason.
 func (e *DefinitionError) Error() string {
 	if e.Step >= 0 {
 		return fmt.Sprintf("saga: invalid definition %q: step %d: %s", e.Definition, e.Step, e.Reason)
@@ -123,6 +128,7 @@ type UnfinishedError struct {
 	IDs []string
 }
 
+// Error counts the unfinished instances and names the first ten.
 func (e *UnfinishedError) Error() string {
 	const show = 10
 	ids := e.IDs

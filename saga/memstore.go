@@ -21,7 +21,9 @@ type MemoryConfig struct {
 	Clock clock.Clock
 
 	// Retention drops finished instances once they have been finished this
-	// long. Defaults to 0: keep them (subject to MaxFinished).
+	// long. The check runs whenever an instance finishes, so an expired
+	// instance may stay readable until the next one does. Defaults to 0:
+	// keep them (subject to MaxFinished).
 	Retention time.Duration
 
 	// MaxFinished keeps at most this many finished instances, dropping the
@@ -249,11 +251,10 @@ func (s *MemoryStore) Ping(context.Context) error {
 // Durable implements [Store]: a memory store is not durable.
 func (s *MemoryStore) Durable() bool { return false }
 
-// Close implements [Store]. The logs stay readable by nobody: every later
-// call fails with ErrStopped.
+// Close implements [Store]: every later call fails with ErrClosed.
 func (s *MemoryStore) Close() error {
 	s.closed.Store(true)
 	return nil
 }
 
-var errStoreClosed = fmt.Errorf("%w: store closed", ErrStopped)
+var errStoreClosed = ErrClosed

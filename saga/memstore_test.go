@@ -97,16 +97,16 @@ func TestMemoryStoreClosed(t *testing.T) {
 	require.NoError(t, s.Create(ctx, memLogOf("order-1")))
 	require.NoError(t, s.Close())
 
-	assert.ErrorIs(t, s.Create(ctx, memLogOf("order-2")), saga.ErrStopped)
-	assert.ErrorIs(t, s.Append(ctx, "order-1", 1, memAfter("order-1", 1, saga.EventStepStarted)), saga.ErrStopped)
+	assert.ErrorIs(t, s.Create(ctx, memLogOf("order-2")), saga.ErrClosed)
+	assert.ErrorIs(t, s.Append(ctx, "order-1", 1, memAfter("order-1", 1, saga.EventStepStarted)), saga.ErrClosed)
 	_, err := s.Load(ctx, "order-1")
-	assert.ErrorIs(t, err, saga.ErrStopped)
+	assert.ErrorIs(t, err, saga.ErrClosed)
 	_, err = s.Unfinished(ctx, "orders")
-	assert.ErrorIs(t, err, saga.ErrStopped)
-	assert.ErrorIs(t, s.Ping(ctx), saga.ErrStopped)
+	assert.ErrorIs(t, err, saga.ErrClosed)
+	assert.ErrorIs(t, s.Ping(ctx), saga.ErrClosed)
 	// Invalid input after Close still reports the close, not the input.
-	assert.ErrorIs(t, s.Create(ctx, nil), saga.ErrStopped)
-	assert.ErrorIs(t, s.Append(ctx, "", 0, nil), saga.ErrStopped)
+	assert.ErrorIs(t, s.Create(ctx, nil), saga.ErrClosed)
+	assert.ErrorIs(t, s.Append(ctx, "", 0, nil), saga.ErrClosed)
 }
 
 func TestMemoryStoreMaxFinishedDropsOldestFinished(t *testing.T) {

@@ -28,6 +28,20 @@ func TestShutdownWaitsForInstancesOnAMemoryStore(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- h.Shutdown(context.Background()) }()
+	// Once Shutdown has begun, Start refuses; until then it may create one
+	// more instance, which completes on its own.
+	for {
+		_, err := h.Coordinator.Start(context.Background(), order{}, saga.WithID("probe"))
+		if errors.Is(err, saga.ErrStopped) {
+			break
+		}
+	}
+	assert.Equal(t, saga.HealthShuttingDown, h.Health(context.Background()).State)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned before the instance ended: %v", err)
+	default:
+	}
 
 	h.AdvanceWhenArmed(1, 100*time.Millisecond) // the retry runs, the saga completes
 	require.NoError(t, receive(t, done))

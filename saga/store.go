@@ -21,7 +21,10 @@ import (
 //     interleave one log.
 //   - A failed call changes nothing.
 //   - Stores hand out copies: a caller may keep what Load returns, but must
-//     not modify the events' byte slices.
+//     not modify the events' byte slices (State, Payload), which a store may
+//     share; likewise a caller must not modify those of events it has given
+//     to Create or Append.
+//   - After Close, every method fails with an error wrapping ErrClosed.
 type Store interface {
 	// Create stores a new instance whose log is events, which must start
 	// with an EventSagaStarted numbered 1. It returns an error wrapping
@@ -68,7 +71,8 @@ func (e *Event) Ends() bool {
 // whose last sequence number is last (0 for a new log): they must be
 // non-empty, belong to sagaID, have valid types, be numbered last+1,
 // last+2, …, start with EventSagaStarted exactly when last is 0, and have
-// nothing after an event that ends the log. Stores call it so that they all
+// nothing after an event that ends the log; the first event must name its
+// definition. Stores call it so that they all
 // reject the same input; it returns an error wrapping ErrInvalidEvent or
 // ErrInvalidArgument.
 func CheckAppend(sagaID string, last uint64, events []Event) error {
@@ -89,6 +93,8 @@ func CheckAppend(sagaID string, last uint64, events []Event) error {
 			return fmt.Errorf("%w: event %d has seq %d, want %d", ErrInvalidEvent, i, e.Seq, last+1+uint64(i))
 		case (e.Seq == 1) != (e.Type == EventSagaStarted):
 			return fmt.Errorf("%w: event %d: a log starts with, and only with, %v", ErrInvalidEvent, i, EventSagaStarted)
+		case e.Type == EventSagaStarted && e.Definition == "":
+			return fmt.Errorf("%w: event %d: %v without a definition name", ErrInvalidEvent, i, e.Type)
 		case e.Ends() && i != len(events)-1:
 			return fmt.Errorf("%w: event %d ends the log but is not last", ErrInvalidEvent, i)
 		}

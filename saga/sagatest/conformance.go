@@ -372,6 +372,11 @@ func testCreateInvalid(t *testing.T, s saga.Store, _ Capabilities) {
 			}
 			return e
 		}},
+		{"no definition name", func() []saga.Event {
+			e := valid()
+			e[0].Definition = ""
+			return e
+		}},
 		{"second event of another saga", func() []saga.Event {
 			e := valid()
 			e[1].SagaID = "order-2"
@@ -919,13 +924,13 @@ func testClosed(t *testing.T, s saga.Store, _ Capabilities) {
 	require.NoError(t, s.Close())
 
 	ctx := t.Context()
-	assert.Error(t, s.Create(ctx, newLog("order-2", "orders")), "Create after Close")
-	assert.Error(t, s.Append(ctx, "order-1", 1, after("order-1", 1, stepStarted)), "Append after Close")
+	assert.ErrorIs(t, s.Create(ctx, newLog("order-2", "orders")), saga.ErrClosed, "Create after Close")
+	assert.ErrorIs(t, s.Append(ctx, "order-1", 1, after("order-1", 1, stepStarted)), saga.ErrClosed, "Append after Close")
 	_, err := s.Load(ctx, "order-1")
-	assert.Error(t, err, "Load after Close")
+	assert.ErrorIs(t, err, saga.ErrClosed, "Load after Close")
 	_, err = s.Unfinished(ctx, "orders")
-	assert.Error(t, err, "Unfinished after Close")
-	assert.Error(t, s.Ping(ctx), "Ping after Close")
+	assert.ErrorIs(t, err, saga.ErrClosed, "Unfinished after Close")
+	assert.ErrorIs(t, s.Ping(ctx), saga.ErrClosed, "Ping after Close")
 }
 
 // durable skips the test unless the store can be reopened.
