@@ -35,6 +35,7 @@ type Coordinator[S any] struct {
 	life     sync.RWMutex // Start, Retry and Signal hold it shared; Startup and Shutdown exclusively
 	phase    atomic.Int32
 	stopping chan struct{} // closed when Shutdown begins
+	stopOnce sync.Once
 
 	slots     chan struct{}     // one token per in-flight instance that counts against MaxInFlight
 	ready     chan *instance[S] // instances waiting for a worker
@@ -199,11 +200,13 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 // *UnfinishedError listing the instances that had not ended. Calling it
 // again does nothing.
 func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
+	// Wake Starts and Retries waiting for capacity first: they hold the
+	// lifecycle lock shared, and Shutdown needs it exclusively.
+	c.stopOnce.Do(func() { close(c.stopping) })
 	c.life.Lock()
 	switch c.phase.Load() {
 	case phaseNew:
 		c.phase.Store(phaseStopped)
-		close(c.stopping)
 		c.life.Unlock()
 		c.cancelRun()
 		c.hub.close()
@@ -213,7 +216,6 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	c.phase.Store(phaseStopping)
-	close(c.stopping)
 	c.life.Unlock()
 
 	durable := c.store.Durable()
@@ -255,7 +257,10 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 	var unfinished []string
 	c.live.each(func(inst *instance[S]) { unfinished = append(unfinished, inst.id) })
 	slices.Sort(unfinished)
+	// Wait out any Signal still appending before the store closes.
+	c.life.Lock()
 	c.phase.Store(phaseStopped)
+	c.life.Unlock()
 
 	err := c.closeStore()
 	if len(unfinished) > 0 {
@@ -527,7 +532,9 @@ func (c *Coordinator[S]) notHere(ctx context.Context, sagaID string) error {
 // Retry resumes the compensation of a stuck instance: the step whose
 // compensation gave up gets a fresh set of attempts. It returns an error
 // wrapping ErrNotStuck if the instance is not stuck, ErrNotFound if it does
-// not exist, and ErrOverloaded if no in-flight slot is free.
+// not exist, and ErrOverloaded if no in-flight slot is free (with
+// WaitForCapacity, once ctx ends). The instance stays stuck until Retry
+// has a slot.
 func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 	if sagaID == "" {
 		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
@@ -537,8 +544,7 @@ func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 	if err := c.running(); err != nil {
 		return err
 	}
-	inst := c.stuck.remove(sagaID)
-	if inst == nil {
+	if c.stuck.get(sagaID) == nil {
 		if c.live.get(sagaID) != nil {
 			return fmt.Errorf("%w: %q is running", ErrNotStuck, sagaID)
 		}
@@ -548,20 +554,27 @@ func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 		}
 		return fmt.Errorf("%w: %q is %v", ErrNotStuck, sagaID, snap.Status)
 	}
+	// Take the slot before moving the instance, so that it stays visible
+	// as stuck while Retry waits for capacity.
 	if err := c.acquire(ctx); err != nil {
-		c.stuck.add(sagaID, inst)
 		return err
 	}
+	inst := c.stuck.remove(sagaID)
+	if inst == nil { // another Retry got there first
+		c.release()
+		return fmt.Errorf("%w: %q is being retried", ErrNotStuck, sagaID)
+	}
+	c.live.add(sagaID, inst) // finish removed it from live before it was stuck
 	inst.mu.Lock()
 	if err := c.commit(inst, Event{Type: EventCompensationStarted}); err != nil {
 		inst.mu.Unlock()
-		c.release()
+		c.live.remove(sagaID)
 		c.stuck.add(sagaID, inst)
+		c.release()
 		return err
 	}
 	inst.slotted, inst.finished = true, false
 	inst.mu.Unlock()
-	c.live.add(sagaID, inst)
 	c.log.LogAttrs(ctx, slog.LevelInfo, "saga: retrying stuck compensation", slog.String("saga_id", sagaID))
 	c.ready <- inst
 	return nil

@@ -104,7 +104,7 @@ func (c *Coordinator[S]) Health(ctx context.Context) Health {
 			h.Reasons = append(h.Reasons, fmt.Sprintf("%d instances could not be recovered", unrecoverable))
 		}
 	}
-	if c.ready != nil {
+	if phase != phaseNew { // Startup made the queue before leaving phaseNew
 		h.Queued = len(c.ready)
 	}
 

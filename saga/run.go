@@ -39,19 +39,22 @@ func (c *Coordinator[S]) work() {
 // instance at a time: an instance is on the ready queue at most once, and
 // is put back only by wake, after it parked.
 func (c *Coordinator[S]) advance(inst *instance[S]) {
-	for !c.halted.Load() {
+	for {
 		inst.mu.Lock()
 		status := inst.status
 		inst.mu.Unlock()
-		var more bool
-		switch status {
-		case StatusPending, StatusRunning:
-			more = c.forward(inst)
-		case StatusCompensating:
-			more = c.compensate(inst)
-		default:
+		if status.Settled() { // even when halted: it did end
 			c.finish(inst)
 			return
+		}
+		if c.halted.Load() {
+			return
+		}
+		var more bool
+		if status == StatusCompensating {
+			more = c.compensate(inst)
+		} else {
+			more = c.forward(inst)
 		}
 		if !more {
 			return
@@ -400,7 +403,10 @@ func (c *Coordinator[S]) storeFailed(inst *instance[S], err error) bool {
 // and releases it.
 func (c *Coordinator[S]) park(inst *instance[S], until time.Time, signal string) {
 	inst.parked, inst.waiting = true, signal
-	if !until.IsZero() {
+	// Shutdown stops the timers of parked instances after setting halted,
+	// taking inst.mu for each: a timer armed here after that would outlive
+	// it.
+	if !until.IsZero() && !c.halted.Load() {
 		inst.timer = c.clock.AfterFunc(until.Sub(c.clock.Now()), func() { c.wake(inst, "") })
 	}
 	inst.mu.Unlock()
@@ -437,10 +443,11 @@ func (c *Coordinator[S]) finish(inst *instance[S]) {
 	case StatusCompensated:
 		c.compensated.Add(1)
 		c.log.LogAttrs(c.runCtx, slog.LevelInfo, "saga: compensated", slog.String("saga_id", id))
-	case StatusStuck:
-		c.stuck.add(id, inst)
 	}
 	c.live.remove(id)
+	if status == StatusStuck { // after leaving live, so Retry can move it back
+		c.stuck.add(id, inst)
+	}
 	if slotted {
 		c.release()
 	}

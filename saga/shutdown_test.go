@@ -185,3 +185,83 @@ func filter(names []string, prefix string) []string {
 	}
 	return out
 }
+
+func TestShutdownReleasesStartsWaitingForCapacity(t *testing.T) {
+	t.Parallel()
+	h, s := setup(t, saga.Config{MaxInFlight: 1, WaitForCapacity: true})
+	s.blockOn("payment")
+	first := h.Start(order{})
+	h.WaitEvent(first, saga.EventStepStarted, 3)
+
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := h.Coordinator.Start(context.Background(), order{})
+		waiting <- err
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, h.Shutdown(ctx), saga.ErrUnfinished)
+	assert.ErrorIs(t, receive(t, waiting), saga.ErrStopped)
+}
+
+func TestShutdownLeavesNoTimerWhenAnAttemptFailsDuringIt(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	running := make(chan struct{}, 1)
+	def, err := saga.NewDefinition("late", []saga.Step[order]{{
+		Name: "payment",
+		Action: func(context.Context, *order) error {
+			running <- struct{}{}
+			<-release
+			return errFlaky // retryable: the worker wants to park for a backoff
+		},
+	}})
+	require.NoError(t, err)
+	store := durable{saga.NewMemoryStore(saga.MemoryConfig{})}
+	h := sagatest.New(t, def, saga.Config{Store: store})
+	id := h.Start(order{})
+	receive(t, running)
+
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(context.Background()) }()
+	for {
+		if _, err := h.Coordinator.Start(context.Background(), order{}, saga.WithID("probe")); errors.Is(err, saga.ErrStopped) {
+			break
+		}
+	}
+	close(release)
+	require.NoError(t, receive(t, done))
+	assert.Zero(t, h.Clock.Timers(), "the backoff timer must not outlive Shutdown")
+	events, err := store.Load(context.Background(), id)
+	require.NoError(t, err)
+	assert.Equal(t, saga.EventRetryScheduled, events[len(events)-1].Type, "the retry resumes at next Startup")
+}
+
+func TestRetryKeepsTheInstanceStuckWhileWaitingForCapacity(t *testing.T) {
+	t.Parallel()
+	s := newScript(t)
+	def, err := saga.NewDefinition("stuck", []saga.Step[order]{
+		{Name: "payment", Action: s.action("payment"), Compensate: s.action("undo payment"), CompensationRetry: saga.RetryPolicy{MaxAttempts: 1}},
+		{Name: "shipping", Action: s.action("shipping")},
+	})
+	require.NoError(t, err)
+	h := newHarness(t, def, saga.Config{MaxInFlight: 1, WaitForCapacity: true})
+	s.failWith("shipping", saga.Permanent(errNoStock))
+	s.failWith("undo payment", saga.Permanent(errFlaky))
+	id := h.Start(order{})
+	h.WaitStatus(id, saga.StatusStuck)
+
+	s.blockOn("payment")
+	blocker := h.Start(order{}) // takes the only slot
+	h.WaitEvent(blocker, saga.EventStepStarted, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	retried := make(chan error, 1)
+	go func() { retried <- h.Retry(ctx, id) }()
+
+	health := h.Health(context.Background())
+	assert.Equal(t, 1, health.Stuck, "still stuck while Retry waits")
+	assert.NoError(t, h.Signal(context.Background(), id, "note", nil, ""), "a stuck instance still takes signals")
+	cancel()
+	assert.ErrorIs(t, receive(t, retried), saga.ErrOverloaded)
+	assert.Equal(t, 1, h.Health(context.Background()).Stuck)
+}
