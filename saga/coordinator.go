@@ -389,7 +389,7 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 		c.release()
 		return "", err
 	}
-	c.fold(inst, events)
+	c.applyRecorded(inst, events)
 	inst.mu.Unlock()
 
 	c.ready <- inst
@@ -573,7 +573,7 @@ func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 		c.release()
 		return err
 	}
-	inst.slotted, inst.finished = true, false
+	inst.slotted = true
 	inst.mu.Unlock()
 	c.log.LogAttrs(ctx, slog.LevelInfo, "saga: retrying stuck compensation", slog.String("saga_id", sagaID))
 	c.ready <- inst

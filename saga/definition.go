@@ -270,10 +270,8 @@ func (d *Definition[S]) Steps() []string {
 // Step returns the named step with every default filled in, and whether it
 // exists.
 func (d *Definition[S]) Step(name string) (Step[S], bool) {
-	for _, s := range d.steps {
-		if s.Name == name {
-			return s, true
-		}
+	if i := d.stepIndex(name); i >= 0 {
+		return d.steps[i], true
 	}
 	return Step[S]{}, false
 }

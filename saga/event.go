@@ -130,13 +130,3 @@ type Event struct {
 func (e *Event) ID() string {
 	return e.Run + "/" + strconv.FormatUint(e.Seq, 10)
 }
-
-// Compensation reports whether the event belongs to the compensation path.
-func (e *Event) Compensation() bool {
-	switch e.Type {
-	case EventCompensationStarted, EventStepCompensated, EventCompensationAttemptFailed,
-		EventSagaCompensated, EventSagaStuck:
-		return true
-	}
-	return false
-}

@@ -141,10 +141,10 @@ func (c *Coordinator[S]) Health(ctx context.Context) Health {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	if len(names) > 0 {
+		h.Breakers = make(map[string]BreakerState, len(names))
+	}
 	for _, name := range names {
-		if h.Breakers == nil {
-			h.Breakers = make(map[string]BreakerState, len(names))
-		}
 		st := c.byName[name].current(now)
 		h.Breakers[name] = st
 		if st != BreakerClosed {

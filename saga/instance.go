@@ -35,6 +35,7 @@ type Snapshot[S any] struct {
 type progress[S any] struct {
 	def        *Definition[S]
 	id, run    string
+	version    int // of the definition the instance started with
 	seq        uint64
 	status     Status
 	step       int  // forward: current step; compensating: step being undone (-1: none left)
@@ -60,30 +61,35 @@ func newProgress[S any](def *Definition[S]) progress[S] {
 
 // next returns the status an event of type t moves an instance in status s
 // to, or false if such an event cannot follow.
+// Events that change the status are allowed exactly when
+// Status.CanTransition allows the change; the others only in the statuses
+// listed here.
 func next(s Status, t EventType) (Status, bool) {
+	to := func(target Status) (Status, bool) { return target, s.CanTransition(target) }
 	switch t {
 	case EventSagaStarted:
 		return StatusPending, s == 0
 	case EventSignalReceived:
 		return s, s != 0 && !s.Terminal()
 	case EventStepStarted:
-		if s == StatusPending || s == StatusRunning {
-			return StatusRunning, true
+		if s == StatusRunning {
+			return s, true
 		}
+		return to(StatusRunning)
 	case EventStepSucceeded, EventStepAttemptFailed, EventStepFailed:
 		return s, s == StatusRunning
 	case EventRetryScheduled:
 		return s, s == StatusRunning || s == StatusCompensating
-	case EventCompensationStarted:
-		return StatusCompensating, s == StatusRunning || s == StatusStuck
 	case EventStepCompensated, EventCompensationAttemptFailed:
 		return s, s == StatusCompensating
+	case EventCompensationStarted:
+		return to(StatusCompensating)
 	case EventSagaCompleted:
-		return StatusCompleted, s == StatusRunning
+		return to(StatusCompleted)
 	case EventSagaCompensated:
-		return StatusCompensated, s == StatusCompensating
+		return to(StatusCompensated)
 	case EventSagaStuck:
-		return StatusStuck, s == StatusCompensating
+		return to(StatusStuck)
 	}
 	return s, false
 }
@@ -134,7 +140,7 @@ func (p *progress[S]) apply(e *Event, decode bool) error {
 
 	switch e.Type {
 	case EventSagaStarted:
-		p.id, p.run = e.SagaID, e.Run
+		p.id, p.run, p.version = e.SagaID, e.Run, e.Version
 		p.created = e.Time
 		p.deadline = e.At
 		p.step = 0
@@ -241,7 +247,7 @@ func (p *progress[S]) snapshot() Snapshot[S] {
 		ID:         p.id,
 		Run:        p.run,
 		Definition: p.def.name,
-		Version:    p.def.version,
+		Version:    p.version,
 		Status:     p.status,
 		Attempt:    p.attempt,
 		State:      p.state,
@@ -290,9 +296,8 @@ type instance[S any] struct {
 	mu sync.Mutex
 	progress[S]
 
-	waiting  string      // signal the parked instance waits for, if any
-	parked   bool        // a timer or a signal will wake it
-	timer    clock.Timer // armed while parked with a deadline
-	slotted  bool        // holds one of the coordinator's in-flight slots
-	finished bool        // handed back to the coordinator by finish
+	waiting string      // signal the parked instance waits for, if any
+	parked  bool        // a timer or a signal will wake it
+	timer   clock.Timer // armed while parked with a deadline
+	slotted bool        // holds one of the coordinator's in-flight slots
 }

@@ -353,12 +353,13 @@ func (c *Coordinator[S]) commit(inst *instance[S], events ...Event) error {
 	if err := c.store.Append(c.runCtx, inst.id, inst.seq, events); err != nil {
 		return err
 	}
-	c.fold(inst, events)
+	c.applyRecorded(inst, events)
 	return nil
 }
 
-// fold applies events the engine itself recorded and tells the world.
-func (c *Coordinator[S]) fold(inst *instance[S], events []Event) {
+// applyRecorded folds in events the engine itself just stored and tells
+// subscribers, hooks and the log.
+func (c *Coordinator[S]) applyRecorded(inst *instance[S], events []Event) {
 	for i := range events {
 		e := &events[i]
 		_ = inst.apply(e, false) // checked before they were stored
@@ -435,7 +436,7 @@ func (c *Coordinator[S]) wake(inst *instance[S], signal string) {
 func (c *Coordinator[S]) finish(inst *instance[S]) {
 	inst.mu.Lock()
 	status, id, slotted := inst.status, inst.id, inst.slotted
-	inst.slotted, inst.finished = false, true
+	inst.slotted = false
 	inst.mu.Unlock()
 	switch status {
 	case StatusCompleted:

@@ -131,10 +131,11 @@ func (h *hub) publish(e *Event) {
 	if h.nbyID.Load() == 0 {
 		return
 	}
+	// deliver never blocks, so it may run under the lock (Close takes
+	// h.mu and s.mu one after the other, never nested).
 	h.mu.Lock()
-	subs := slices.Clone(h.byID[e.SagaID])
-	h.mu.Unlock()
-	for _, s := range subs {
+	defer h.mu.Unlock()
+	for _, s := range h.byID[e.SagaID] {
 		s.deliver(e)
 	}
 }
