@@ -1,0 +1,149 @@
+package orderflow
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+// Fault is a misbehaviour injected into one of the bundled services, for
+// tests and demonstrations. A call matches a fault when its operation and
+// order match; the first matching fault applies: the call waits Delay (on
+// the service's clock), or until its context ends if Hang is set, and then
+// returns Err, or goes on normally if Err is nil.
+type Fault struct {
+	// Op limits the fault to one operation: "charge", "refund", "reserve",
+	// "release", "ship" or "cancel". Empty matches every operation.
+	Op string
+	// OrderID limits the fault to one order. Empty matches every order.
+	OrderID string
+	// Times is how many matching calls the fault affects before it goes
+	// away; 0 means every call until it is removed.
+	Times int
+	// Delay is latency added to the call.
+	Delay time.Duration
+	// Hang blocks the call until its context ends; it then returns the
+	// context's error.
+	Hang bool
+	// Err is returned by the call after Delay; nil lets the call proceed.
+	Err error
+}
+
+// Faults holds the faults injected into a service. The bundled services
+// embed it, so its methods are called on the service:
+//
+//	payment.FailNext(2, nil)      // the next two calls fail with ErrUnavailable
+//	shipping.FailOrder(id, saga.Permanent(errors.New("no courier")))
+//
+// The methods are safe for concurrent use.
+type Faults struct {
+	clock  clock.Clock
+	mu     sync.Mutex
+	faults []*Fault
+}
+
+// Inject adds f and returns a function that removes it.
+func (fs *Faults) Inject(f Fault) (remove func()) {
+	p := &f
+	fs.mu.Lock()
+	fs.faults = append(fs.faults, p)
+	fs.mu.Unlock()
+	return func() {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		fs.faults = slices.DeleteFunc(fs.faults, func(q *Fault) bool { return q == p })
+	}
+}
+
+// FailAlways makes every call fail with err (ErrUnavailable if nil) until
+// the fault is removed: the service is down.
+func (fs *Faults) FailAlways(err error) (remove func()) {
+	return fs.Inject(Fault{Err: orUnavailable(err)})
+}
+
+// FailNext makes the next n calls fail with err (ErrUnavailable if nil).
+func (fs *Faults) FailNext(n int, err error) (remove func()) {
+	if n <= 0 { // nothing to fail; a Fault with Times 0 would fail every call
+		return func() {}
+	}
+	return fs.Inject(Fault{Times: n, Err: orUnavailable(err)})
+}
+
+// FailOrder makes every call for one order fail with err (ErrUnavailable if
+// nil).
+func (fs *Faults) FailOrder(orderID string, err error) (remove func()) {
+	return fs.Inject(Fault{OrderID: orderID, Err: orUnavailable(err)})
+}
+
+// Delay adds d of latency to every call.
+func (fs *Faults) Delay(d time.Duration) (remove func()) {
+	return fs.Inject(Fault{Delay: d})
+}
+
+// Hang makes every call block until its context ends.
+func (fs *Faults) Hang() (remove func()) {
+	return fs.Inject(Fault{Hang: true})
+}
+
+// Clear removes every fault.
+func (fs *Faults) Clear() {
+	fs.mu.Lock()
+	fs.faults = nil
+	fs.mu.Unlock()
+}
+
+func orUnavailable(err error) error {
+	if err == nil {
+		return ErrUnavailable
+	}
+	return err
+}
+
+// apply runs the first fault matching a call, if any, and returns the error
+// the call must return; nil lets it proceed.
+func (fs *Faults) apply(ctx context.Context, op, orderID string) error {
+	fs.mu.Lock()
+	var f Fault
+	matched := false
+	for i, p := range fs.faults {
+		if (p.Op == "" || p.Op == op) && (p.OrderID == "" || p.OrderID == orderID) {
+			f, matched = *p, true
+			if p.Times > 0 {
+				if p.Times--; p.Times == 0 {
+					fs.faults = slices.Delete(fs.faults, i, i+1)
+				}
+			}
+			break
+		}
+	}
+	fs.mu.Unlock()
+	if !matched {
+		return nil
+	}
+	if f.Hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if f.Delay > 0 {
+		if err := clock.Sleep(ctx, fs.clock, f.Delay); err != nil {
+			return err
+		}
+	}
+	return f.Err
+}
+
+// Ping reports the error of a fault that takes the whole service down (no
+// operation, no order, no count), if one is injected. It consumes nothing.
+func (fs *Faults) Ping(context.Context) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, p := range fs.faults {
+		if p.Op == "" && p.OrderID == "" && p.Times == 0 && p.Err != nil {
+			return p.Err
+		}
+	}
+	return nil
+}
