@@ -60,8 +60,17 @@ type OrderEvent struct {
 	// its next decision, or the event ends the order. The newest event of
 	// an order in flight may show false.
 	Processed bool `json:"processed"`
-	// Data holds what the event is about: amounts, the IDs the services
-	// returned, the error of a failure.
+	// Data holds what the event is about, by key:
+	//
+	//	ORDER_CREATED                   customer, items (count), total_amount
+	//	ORDER_VALIDATED, ORDER_COMPLETED total_amount
+	//	PAYMENT_PROCESSED, PAYMENT_REFUNDED   charge_id, amount
+	//	INVENTORY_RESERVED, INVENTORY_RELEASED reservation_id, items (count)
+	//	ORDER_SHIPPED, SHIPMENT_CANCELED       tracking_number
+	//	ORDER_CANCELED                  reason (the failure that caused it)
+	//
+	// A failed step (Success false) has error and attempts instead; a
+	// compensation that gave up has error. Amounts are Money.
 	Data map[string]any `json:"data,omitempty"`
 }
 

@@ -1,6 +1,7 @@
 package orderflow
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -118,8 +119,8 @@ func (s *InventoryService) Stock(name string) (available, held int) {
 	return st.Stock, st.held
 }
 
-// Reservations returns every reservation, released or voided, in no
-// particular order.
+// Reservations returns every reservation, released or voided, sorted by ID
+// (voided ones, which have none, first, by key).
 func (s *InventoryService) Reservations() []Reservation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,6 +130,9 @@ func (s *InventoryService) Reservations() []Reservation {
 		c.Items = slices.Clone(r.Items)
 		out = append(out, c)
 	}
+	slices.SortFunc(out, func(a, b Reservation) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Key, b.Key))
+	})
 	return out
 }
 

@@ -1,8 +1,10 @@
 package orderflow
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -103,8 +105,8 @@ func (p *PaymentService) Credit(email string) (limit, used Money) {
 	return -1, 0
 }
 
-// Charges returns every charge made, refunded or voided, in no particular
-// order.
+// Charges returns every charge made, refunded or voided, sorted by ID
+// (voided ones, which have none, first, by key).
 func (p *PaymentService) Charges() []Charge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -112,6 +114,9 @@ func (p *PaymentService) Charges() []Charge {
 	for _, c := range p.charges {
 		out = append(out, *c)
 	}
+	slices.SortFunc(out, func(a, b Charge) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Key, b.Key))
+	})
 	return out
 }
 

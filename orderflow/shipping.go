@@ -1,8 +1,10 @@
 package orderflow
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -51,8 +53,8 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	return &ShippingService{Faults: Faults{clock: cfg.Clock}, shipments: make(map[string]*Shipment)}
 }
 
-// Shipments returns every shipment, canceled or voided, in no particular
-// order.
+// Shipments returns every shipment, canceled or voided, sorted by ID
+// (voided ones, which have none, first, by key).
 func (s *ShippingService) Shipments() []Shipment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -60,6 +62,9 @@ func (s *ShippingService) Shipments() []Shipment {
 	for _, sh := range s.shipments {
 		out = append(out, *sh)
 	}
+	slices.SortFunc(out, func(a, b Shipment) int {
+		return cmp.Or(cmp.Compare(a.TrackingNumber, b.TrackingNumber), cmp.Compare(a.Key, b.Key))
+	})
 	return out
 }
 

@@ -32,13 +32,17 @@ type Config struct {
 	Shipping Shipping
 
 	// EnforceCatalog rejects items that name no product of Catalog, or
-	// whose price is not the catalogue's. Defaults to false.
+	// whose price is not the catalogue's. Defaults to false. It also makes
+	// the default Inventory refuse unknown products; an InventoryService
+	// passed in keeps its own InventoryConfig.EnforceCatalog.
 	EnforceCatalog bool
 	// Catalog is where EnforceCatalog looks products up. Defaults to
 	// Inventory, which must then implement ProductCatalog.
 	Catalog ProductCatalog
 	// RequireRegisteredCustomers rejects customers unknown to Customers.
-	// Defaults to false.
+	// Defaults to false. It also makes the default Payment refuse them; a
+	// PaymentService passed in keeps its own
+	// PaymentConfig.RequireRegistration.
 	RequireRegisteredCustomers bool
 	// Customers is where RequireRegisteredCustomers looks customers up.
 	// Defaults to Payment, which must then implement CustomerDirectory.
@@ -363,6 +367,29 @@ func (s *System) notFound(orderID string, err error) error {
 		return fmt.Errorf("%w: %q", ErrNotFound, orderID)
 	}
 	return err
+}
+
+// Wait waits until the order ends (completed or failed) and returns its
+// status. It returns ctx's error if ctx ends first, an error wrapping
+// ErrNotFound for an unknown order, and saga.ErrStopped if the System shuts
+// down first.
+func (s *System) Wait(ctx context.Context, orderID string) (OrderStatus, error) {
+	w, err := s.Subscribe(ctx, orderID)
+	if err != nil {
+		return OrderStatus{}, err
+	}
+	ended := false
+	for e := range w.Events() {
+		ended = e.Type == EventOrderCompleted || e.Type == EventOrderCanceled
+	}
+	w.Close()
+	switch {
+	case ended:
+		return s.GetStatus(ctx, orderID)
+	case ctx.Err() != nil:
+		return OrderStatus{}, ctx.Err()
+	}
+	return OrderStatus{}, saga.ErrStopped
 }
 
 // Retry resumes the compensation of a stuck order (see

@@ -193,3 +193,22 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	_, err = orderflow.New(orderflow.Config{Engine: saga.Config{Workers: -1}})
 	assert.True(t, errors.Is(err, saga.ErrInvalidArgument))
 }
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	id := f.place(laptop("ada@example.com"))
+	st, err := f.sys.Wait(context.Background(), id)
+	require.NoError(t, err)
+	assert.Equal(t, orderflow.StatusCompleted, st.Status)
+
+	_, err = f.sys.Wait(context.Background(), "nope")
+	assert.ErrorIs(t, err, orderflow.ErrNotFound)
+
+	f.shipping.Hang()
+	id = f.place(laptop("bob@example.com"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = f.sys.Wait(ctx, id)
+	assert.ErrorIs(t, err, context.Canceled)
+}
