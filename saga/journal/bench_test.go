@@ -1,0 +1,96 @@
+package journal_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/journal"
+)
+
+// BenchmarkAppend measures acknowledged Appends with an fsync each (the
+// default options): appenders each append to their own instance, two
+// events at a time with a few hundred bytes of state, and group commit
+// shares the fsyncs among those waiting. Compare records/s with
+// BenchmarkRawFsync's fsyncs/s, and records/fsync with the number of
+// appenders.
+func BenchmarkAppend(b *testing.B) {
+	for _, appenders := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
+			benchmarkAppend(b, appenders)
+		})
+	}
+}
+
+func benchmarkAppend(b *testing.B, appenders int) {
+	j, err := journal.Open(b.TempDir(), journal.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	ctx := b.Context()
+	ids := make([]string, appenders)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%03d", i)
+		wg.Go(func() {
+			if err := j.Create(ctx, []saga.Event{startedAt(ids[i], t0, 300)}); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// The events of an append differ only in their numbers: the state is
+	// shared, as the contract allows.
+	state := stateOf("bench", 0, 300)
+	before := j.Stats()
+	var next atomic.Int64 // appends handed out
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range ids {
+		wg.Go(func() {
+			id, last := ids[i], uint64(1)
+			for next.Add(1) <= int64(b.N) {
+				events := []saga.Event{
+					{SagaID: id, Run: "run-" + id, Seq: last + 1, Type: saga.EventStepStarted, Time: t0, Step: "charge", Attempt: 1},
+					{SagaID: id, Run: "run-" + id, Seq: last + 2, Type: saga.EventStepSucceeded, Time: t0, Step: "charge", State: state},
+				}
+				if err := j.Append(ctx, id, last, events); err != nil {
+					b.Error(err)
+					return
+				}
+				last += 2
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	st := j.Stats()
+	records, syncs := st.Records-before.Records, st.Syncs-before.Syncs
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(records)/float64(max(syncs, 1)), "records/fsync")
+}
+
+// BenchmarkRawFsync measures what the machine can do without the journal:
+// write 100 bytes to a file and fsync it, one after the other.
+func BenchmarkRawFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 100)
+	for b.Loop() {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
+}

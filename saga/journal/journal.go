@@ -1,0 +1,527 @@
+// Package journal is a durable saga.Store in a directory: an append-only
+// journal of checksummed records with group commit, crash recovery and
+// compaction. It is the embedded durable default for a service that must
+// survive crashes without a database server.
+//
+// Every Create and Append is one record, framed with its length and a
+// CRC-32C checksum. Concurrent writers are batched: one write and one fsync
+// cover every record that arrived while the previous fsync ran, and no call
+// returns before the fsync covering its record has returned (unless
+// Options.SyncInterval trades that away). Open replays the records,
+// verifies every checksum, truncates a torn tail left by a crash, and fails
+// with a *CorruptionError on damage anywhere else. A write or fsync error
+// poisons the journal: every later call fails with it until the journal is
+// opened again, so nothing is acknowledged that may not be on disk.
+//
+// The journal keeps the logs of its instances in memory, so Load never
+// reads the disk. A record is in memory from the moment it is queued, so
+// Load may show events whose Append has not yet returned (and that a crash
+// before their fsync would lose), as a database shows a transaction to the
+// connection that is committing it; compaction drops finished instances older than the
+// retention period from memory and from the directory. One process at a
+// time may open a directory: a second Open fails with ErrLocked.
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+	"github.com/sagaflow/sagaflow/saga"
+)
+
+// Errors of the journal. Store errors (not found, conflict, closed …) are
+// the saga package's.
+var (
+	// ErrLocked means another Journal holds the directory.
+	ErrLocked = errors.New("journal: directory is in use by another journal")
+	// ErrCorrupt is wrapped by *CorruptionError.
+	ErrCorrupt = errors.New("journal: corrupt")
+)
+
+// CorruptionError reports damage that is not a torn tail: a record that
+// fails its checksum or cannot be decoded, followed by valid records, or a
+// damaged segment that is not the last. The file is left as it is, for
+// inspection.
+type CorruptionError struct {
+	File   string // path of the segment
+	Offset int64  // where the bad record starts
+	Reason string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("journal: corrupt record in %s at offset %d: %s", e.File, e.Offset, e.Reason)
+}
+
+// Unwrap returns ErrCorrupt.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+// Options configures a Journal. The zero value is durable and works.
+type Options struct {
+	// Clock times SyncInterval and compaction's retention. Defaults to
+	// clock.Real().
+	Clock clock.Clock
+	// Logger receives recovery and compaction reports. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+	// SyncInterval, when positive, acknowledges writes once they are
+	// written to the file and fsyncs at most once per interval. A crash of
+	// the process then loses nothing, but a crash of the machine or the
+	// OS may lose the writes of the last interval, which the coordinator
+	// had already acted on. Defaults to 0: every acknowledgement waits
+	// for its fsync.
+	SyncInterval time.Duration
+	// SegmentSize is the size at which the journal starts a new segment
+	// file. Defaults to 64 MiB.
+	SegmentSize int64
+	// Retention is how long a finished instance (completed or
+	// compensated) is kept after its last event before compaction drops
+	// it. Defaults to 24 hours.
+	Retention time.Duration
+	// CompactAfter is how many segments accumulate before the journal
+	// compacts them on its own. Defaults to 4; negative turns automatic
+	// compaction off (Compact still works).
+	CompactAfter int
+}
+
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.SyncInterval < 0:
+		return o, fmt.Errorf("%w: negative SyncInterval", saga.ErrInvalidArgument)
+	case o.SegmentSize < 0:
+		return o, fmt.Errorf("%w: negative SegmentSize", saga.ErrInvalidArgument)
+	case o.Retention < 0:
+		return o, fmt.Errorf("%w: negative Retention", saga.ErrInvalidArgument)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = 64 << 20
+	}
+	if o.Retention == 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.CompactAfter == 0 {
+		o.CompactAfter = 4
+	}
+	return o, nil
+}
+
+// Journal is a durable saga.Store in a directory. All methods are safe for
+// concurrent use.
+type Journal struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	lock *os.File
+
+	mu      sync.Mutex
+	index   map[string]*entry
+	created uint64 // instances created so far, for Unfinished's order
+	cur     *batch // records waiting for the writer
+	poison  error  // the write error that broke the journal
+	closed  bool
+
+	// Owned by the writer goroutine once Open returns.
+	seg     *segment
+	fsync   func(*os.File) error // (*os.File).Sync; tests replace it
+	dirty   bool                 // written since the last fsync (SyncInterval mode)
+	base    int                  // number of the oldest segment
+	wake    chan struct{}
+	quit    chan struct{}
+	stopped chan struct{}
+
+	compactReq  chan chan<- error
+	compactDone chan int // phase two's new base, or 0 if it failed
+	compacting  bool     // owned by the writer
+	compactNext int      // owned by the writer: no automatic compaction before this segment
+	bg          sync.WaitGroup
+
+	stats struct{ records, writes, syncs, bytes atomic.Uint64 }
+}
+
+// entry is one instance's log.
+type entry struct {
+	events []saga.Event
+	n      uint64 // creation order
+	ended  bool
+}
+
+// batch is the records that one write and one fsync will cover.
+type batch struct {
+	buf     []byte
+	records int
+	done    chan struct{}
+	err     error
+}
+
+// Stats counts what a Journal has written since Open.
+type Stats struct {
+	Records uint64 // Creates and Appends written
+	Writes  uint64 // batches written, one write call each
+	Syncs   uint64 // fsyncs of segment files
+	Bytes   uint64 // bytes written to segments
+}
+
+// Stats returns the journal's counters. Records/Syncs is the group
+// commit's batching factor.
+func (j *Journal) Stats() Stats {
+	return Stats{
+		Records: j.stats.records.Load(),
+		Writes:  j.stats.writes.Load(),
+		Syncs:   j.stats.syncs.Load(),
+		Bytes:   j.stats.bytes.Load(),
+	}
+}
+
+var _ saga.Store = (*Journal)(nil)
+
+// Open opens the journal in dir, creating the directory if needed, and
+// recovers what it holds: it verifies every record, truncates a torn tail
+// (and logs how much it dropped), and rebuilds the index. It returns an
+// error wrapping ErrLocked if another Journal has dir open, and a
+// *CorruptionError if a record before the tail is damaged.
+func Open(dir string, opts Options) (*Journal, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	lock, err := lockDir(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{
+		dir:     dir,
+		opts:    opts,
+		log:     opts.Logger,
+		lock:    lock,
+		index:   make(map[string]*entry),
+		fsync:   (*os.File).Sync,
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+
+		compactReq:  make(chan chan<- error),
+		compactDone: make(chan int, 1),
+	}
+	if err := j.recover(); err != nil {
+		if j.seg != nil {
+			j.seg.f.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	go j.writer()
+	return j, nil
+}
+
+// Create implements saga.Store.
+func (j *Journal) Create(ctx context.Context, events []saga.Event) error {
+	if len(events) == 0 {
+		return fmt.Errorf("%w: no events", saga.ErrInvalidEvent)
+	}
+	id := events[0].SagaID
+	if err := saga.CheckAppend(id, 0, events); err != nil {
+		return err
+	}
+	return j.write(ctx, &record{kind: kindCreate, sagaID: id, events: events})
+}
+
+// Append implements saga.Store.
+func (j *Journal) Append(ctx context.Context, sagaID string, expected uint64, events []saga.Event) error {
+	if err := saga.CheckAppend(sagaID, expected, events); err != nil {
+		return err
+	}
+	return j.write(ctx, &record{kind: kindAppend, sagaID: sagaID, expected: expected, events: events})
+}
+
+// write checks r against the index, queues it for the writer, applies it to
+// the index, and waits until the fsync that covers it has returned.
+func (j *Journal) write(ctx context.Context, r *record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	frame, err := appendFrame(nil, r)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	if err := j.usable(); err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	if err := j.check(r); err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	if j.cur == nil {
+		j.cur = &batch{done: make(chan struct{})}
+	}
+	b := j.cur
+	b.buf = append(b.buf, frame...)
+	b.records++
+	j.apply(r)
+	j.mu.Unlock()
+
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	// Not ctx: once queued, the record is written whatever the caller
+	// does, and the caller must learn whether it was.
+	<-b.done
+	return b.err
+}
+
+// usable returns why the journal takes no calls, if it does not. It expects
+// j.mu held.
+func (j *Journal) usable() error {
+	switch {
+	case j.closed:
+		return saga.ErrClosed
+	case j.poison != nil:
+		return fmt.Errorf("journal: unusable after a write error (reopen it): %w", j.poison)
+	}
+	return nil
+}
+
+// check reports whether r may be applied to the index. It expects j.mu
+// held.
+func (j *Journal) check(r *record) error {
+	e, ok := j.index[r.sagaID]
+	if r.kind == kindCreate {
+		if ok {
+			return fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
+		}
+		return nil
+	}
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
+	case e.ended:
+		return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
+	case uint64(len(e.events)) != r.expected:
+		return fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, len(e.events), r.expected)
+	}
+	return nil
+}
+
+// apply adds a checked record to the index. It expects j.mu held.
+func (j *Journal) apply(r *record) {
+	e, ok := j.index[r.sagaID]
+	if !ok {
+		j.created++
+		e = &entry{n: j.created}
+		j.index[r.sagaID] = e
+	}
+	e.events = append(e.events, r.events...)
+	e.ended = e.events[len(e.events)-1].Ends()
+}
+
+// Load implements saga.Store.
+func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return nil, err
+	}
+	e, ok := j.index[sagaID]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, sagaID)
+	}
+	return slices.Clone(e.events), nil
+}
+
+// Unfinished implements saga.Store.
+func (j *Journal) Unfinished(_ context.Context, definition string) ([]string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return nil, err
+	}
+	type item struct {
+		id string
+		n  uint64
+	}
+	var items []item
+	for id, e := range j.index {
+		if !e.ended && e.events[0].Definition == definition {
+			items = append(items, item{id, e.n})
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int { return compareUint(a.n, b.n) })
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.id
+	}
+	return ids, nil
+}
+
+func compareUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Ping implements saga.Store: it fails once the journal is closed or
+// poisoned.
+func (j *Journal) Ping(context.Context) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.usable()
+}
+
+// Durable implements saga.Store: logs survive Close and crashes.
+func (j *Journal) Durable() bool { return true }
+
+// Close writes and fsyncs what is queued, closes the files and releases the
+// directory. Later calls fail with saga.ErrClosed; Close itself may be
+// called again and then does nothing.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return nil
+	}
+	j.closed = true
+	j.mu.Unlock()
+	close(j.quit)
+	<-j.stopped
+
+	var err error
+	if j.seg != nil {
+		if j.dirty && j.poison == nil {
+			err = j.sync(j.seg.f)
+		}
+		err = errors.Join(err, j.seg.f.Close())
+	}
+	return errors.Join(err, j.lock.Close())
+}
+
+// writer writes and fsyncs the queued batches, one at a time, until Close.
+func (j *Journal) writer() {
+	defer close(j.stopped)
+	var tick clock.Ticker
+	var tickC <-chan time.Time
+	if j.opts.SyncInterval > 0 {
+		tick = j.opts.Clock.NewTicker(j.opts.SyncInterval)
+		defer tick.Stop()
+		tickC = tick.C()
+	}
+	for {
+		select {
+		case <-j.wake:
+			j.flush()
+		case <-tickC:
+			j.syncNow()
+		case done := <-j.compactReq:
+			j.startCompaction(done)
+		case base := <-j.compactDone:
+			j.compacted(base)
+		case <-j.quit:
+			j.flush() // what was queued before Close
+			j.bg.Wait()
+			return
+		}
+	}
+}
+
+// flush writes the queued batch, fsyncs it (unless SyncInterval defers
+// that), and tells its writers how it went.
+func (j *Journal) flush() {
+	// Let the writers that are ready to run queue their records first:
+	// with one P (GOMAXPROCS=1) they would otherwise run only while this
+	// goroutine waits, and every batch would hold a single record.
+	runtime.Gosched()
+	j.mu.Lock()
+	b := j.cur
+	j.cur = nil
+	j.mu.Unlock()
+	j.flushBatch(b)
+	if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
+		j.startCompaction(nil)
+	}
+}
+
+// flushBatch writes b (if not nil), fsyncs it, and tells its writers how it
+// went.
+func (j *Journal) flushBatch(b *batch) {
+	j.mu.Lock()
+	poison := j.poison
+	j.mu.Unlock()
+	if b == nil {
+		return
+	}
+	if poison != nil {
+		b.err = fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison)
+		close(b.done)
+		return
+	}
+	err := j.seg.write(b.buf)
+	j.stats.records.Add(uint64(b.records))
+	j.stats.writes.Add(1)
+	j.stats.bytes.Add(uint64(len(b.buf)))
+	if err == nil {
+		if j.opts.SyncInterval > 0 {
+			j.dirty = true
+		} else {
+			err = j.sync(j.seg.f)
+		}
+	}
+	if err == nil && j.seg.size >= j.opts.SegmentSize {
+		err = j.rotate()
+	}
+	if err != nil {
+		j.fail(err)
+	}
+	b.err = err
+	close(b.done)
+}
+
+// syncNow fsyncs what SyncInterval mode has written since the last fsync.
+func (j *Journal) syncNow() {
+	if !j.dirty {
+		return
+	}
+	j.dirty = false
+	if err := j.sync(j.seg.f); err != nil {
+		j.fail(err)
+	}
+}
+
+// fail poisons the journal with err.
+func (j *Journal) fail(err error) {
+	j.mu.Lock()
+	if j.poison == nil {
+		j.poison = err
+	}
+	j.mu.Unlock()
+	j.log.LogAttrs(context.Background(), slog.LevelError, "journal: write failed; the journal refuses writes until reopened",
+		slog.String("dir", j.dir), slog.Any("error", err))
+}
+
+// sync fsyncs f and counts it.
+func (j *Journal) sync(f *os.File) error {
+	j.stats.syncs.Add(1)
+	return j.fsync(f)
+}
