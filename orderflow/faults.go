@@ -11,9 +11,11 @@ import (
 
 // Fault is a misbehaviour injected into one of the bundled services, for
 // tests and demonstrations. A call matches a fault when its operation and
-// order match; the first matching fault applies: the call waits Delay (on
-// the service's clock), or until its context ends if Hang is set, and then
-// returns Err, or goes on normally if Err is nil.
+// order match, and every matching fault applies: the call waits the sum of
+// their Delays (on the service's clock), or until its context ends if one
+// of them hangs, and then returns the Err of the first one injected that
+// has one, or goes on normally if none has. Each matching fault with a
+// Times count uses up one.
 type Fault struct {
 	// Op limits the fault to one operation: "charge", "refund", "reserve",
 	// "release", "ship" or "cancel". Empty matches every operation.
@@ -102,37 +104,41 @@ func orUnavailable(err error) error {
 	return err
 }
 
-// apply runs the first fault matching a call, if any, and returns the error
+// fault runs the first fault matching a call, if any, and returns the error
 // the call must return; nil lets it proceed.
-func (fs *Faults) apply(ctx context.Context, op, orderID string) error {
+func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
+	var delay time.Duration
+	var hang bool
+	var err error
 	fs.mu.Lock()
-	var f Fault
-	matched := false
-	for i, p := range fs.faults {
-		if (p.Op == "" || p.Op == op) && (p.OrderID == "" || p.OrderID == orderID) {
-			f, matched = *p, true
-			if p.Times > 0 {
-				if p.Times--; p.Times == 0 {
-					fs.faults = slices.Delete(fs.faults, i, i+1)
-				}
+	for i := 0; i < len(fs.faults); i++ {
+		p := fs.faults[i]
+		if (p.Op != "" && p.Op != op) || (p.OrderID != "" && p.OrderID != orderID) {
+			continue
+		}
+		delay += p.Delay
+		hang = hang || p.Hang
+		if err == nil {
+			err = p.Err
+		}
+		if p.Times > 0 {
+			if p.Times--; p.Times == 0 {
+				fs.faults = slices.Delete(fs.faults, i, i+1)
+				i--
 			}
-			break
 		}
 	}
 	fs.mu.Unlock()
-	if !matched {
-		return nil
-	}
-	if f.Hang {
+	if hang {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	if f.Delay > 0 {
-		if err := clock.Sleep(ctx, fs.clock, f.Delay); err != nil {
+	if delay > 0 {
+		if err := clock.Sleep(ctx, fs.clock, delay); err != nil {
 			return err
 		}
 	}
-	return f.Err
+	return err
 }
 
 // Ping reports the error of a fault that takes the whole service down (no

@@ -194,7 +194,7 @@ func TestFaultsInjectOpAndOrderWithTimes(t *testing.T) {
 	require.NoError(t, chargeErr(t, p, "a"), "the fault is used up")
 }
 
-func TestFaultsFirstMatchApplies(t *testing.T) {
+func TestFaultsFirstErrorWins(t *testing.T) {
 	t.Parallel()
 	p, _ := faultyPayment()
 	errFirst := errors.New("first")
@@ -205,6 +205,21 @@ func TestFaultsFirstMatchApplies(t *testing.T) {
 	require.ErrorIs(t, chargeErr(t, p, "k"), orderflow.ErrUnavailable)
 	remove()
 	require.NoError(t, chargeErr(t, p, "k"))
+}
+
+func TestFaultsCombine(t *testing.T) {
+	t.Parallel()
+	const delay = 3 * time.Second
+	p, clk := faultyPayment()
+	p.Delay(delay)
+	p.FailOrder("order-a", errInjected)
+
+	done := chargeAsync(t.Context(), p, "a") // order-a
+	require.NoError(t, clk.BlockUntil(t.Context(), 1), "the latency applies to the failing order too")
+	clk.Advance(delay)
+	r := <-done
+	require.ErrorIs(t, r.err, errInjected)
+	assert.Empty(t, p.Charges())
 }
 
 func TestFaultsDelay(t *testing.T) {

@@ -31,6 +31,7 @@ type InventoryService struct {
 	enforce bool
 
 	mu           sync.Mutex
+	ledger       *ledger
 	products     map[string]*stock
 	reservations map[string]*Reservation // by idempotency key
 	n            int
@@ -73,13 +74,86 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 	}
 }
 
-// AddProduct adds a product to the catalogue, or replaces its price and
-// stock. Units held by reservations are not part of Stock.
-func (s *InventoryService) AddProduct(p Product) {
+// OpenInventoryService returns an InventoryService that keeps its state in
+// the file at path, as OpenPaymentService does. Close it when done.
+func OpenInventoryService(path string, cfg InventoryConfig) (*InventoryService, error) {
+	s := NewInventoryService(cfg)
+	l, err := openLedger(path, s.apply)
+	if err != nil {
+		return nil, err
+	}
+	s.ledger = l
+	return s, nil
+}
+
+// Close closes the service's file, if it has one. The service must not be
+// used afterwards.
+func (s *InventoryService) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.stock(p.Name)
-	st.Price, st.Stock, st.limited = p.Price, p.Stock, true
+	return s.ledger.close()
+}
+
+// inventoryChange is one change of an InventoryService's state, as its
+// file records it.
+type inventoryChange struct {
+	Op          string       `json:"op"` // product, reserve, release, void
+	Product     *Product     `json:"product,omitempty"`
+	Reservation *Reservation `json:"reservation,omitempty"`
+	Key         string       `json:"key,omitempty"`
+	Order       string       `json:"order,omitempty"`
+}
+
+// commit records c and applies it. It expects s.mu held.
+func (s *InventoryService) commit(c inventoryChange) error {
+	if err := s.ledger.append(c); err != nil {
+		return err
+	}
+	return s.apply(c)
+}
+
+// apply changes the state; on replay s.mu need not be held.
+func (s *InventoryService) apply(c inventoryChange) error {
+	switch {
+	case c.Op == "product" && c.Product != nil:
+		st := s.stock(c.Product.Name)
+		st.Price, st.Stock, st.limited = c.Product.Price, c.Product.Stock, true
+	case c.Op == "reserve" && c.Reservation != nil && s.reservations[c.Reservation.Key] == nil:
+		r := *c.Reservation
+		for _, it := range r.Items {
+			st := s.stock(it.Name)
+			if st.limited {
+				st.Stock -= it.Quantity
+			}
+			st.held += it.Quantity
+		}
+		s.n++
+		s.reservations[r.Key] = &r
+	case c.Op == "release" && s.reservations[c.Key] != nil && s.reservations[c.Key].ID != "":
+		r := s.reservations[c.Key]
+		r.Released = true
+		for _, it := range r.Items {
+			st := s.stock(it.Name)
+			if st.limited {
+				st.Stock += it.Quantity
+			}
+			st.held -= it.Quantity
+		}
+	case c.Op == "void" && s.reservations[c.Key] == nil:
+		s.reservations[c.Key] = &Reservation{Key: c.Key, OrderID: c.Order, Voided: true}
+	default:
+		return fmt.Errorf("orderflow: inventory change %q does not apply", c.Op)
+	}
+	return nil
+}
+
+// AddProduct adds a product to the catalogue, or replaces its price and
+// stock. Units held by reservations are not part of Stock. It fails only
+// if the service's file cannot be written.
+func (s *InventoryService) AddProduct(p Product) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commit(inventoryChange{Op: "product", Product: &p})
 }
 
 // stock returns the product's entry, creating an unlimited one. It expects
@@ -138,7 +212,7 @@ func (s *InventoryService) Reservations() []Reservation {
 
 // Reserve implements Inventory.
 func (s *InventoryService) Reserve(ctx context.Context, req ReserveRequest) (string, error) {
-	if err := s.apply(ctx, "reserve", req.OrderID); err != nil {
+	if err := s.fault(ctx, "reserve", req.OrderID); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
@@ -169,22 +243,16 @@ func (s *InventoryService) Reserve(ctx context.Context, req ReserveRequest) (str
 			taken[it.Name] += it.Quantity
 		}
 	}
-	for _, it := range req.Items {
-		st := s.stock(it.Name)
-		if st.limited {
-			st.Stock -= it.Quantity
-		}
-		st.held += it.Quantity
+	r := &Reservation{ID: fmt.Sprintf("RSV-%06d", s.n+1), Key: req.Key, OrderID: req.OrderID, Items: slices.Clone(req.Items)}
+	if err := s.commit(inventoryChange{Op: "reserve", Reservation: r}); err != nil {
+		return "", err
 	}
-	s.n++
-	r := &Reservation{ID: fmt.Sprintf("RSV-%06d", s.n), Key: req.Key, OrderID: req.OrderID, Items: slices.Clone(req.Items)}
-	s.reservations[req.Key] = r
 	return r.ID, nil
 }
 
 // Release implements Inventory.
 func (s *InventoryService) Release(ctx context.Context, req UndoRequest) error {
-	if err := s.apply(ctx, "release", req.OrderID); err != nil {
+	if err := s.fault(ctx, "release", req.OrderID); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -192,16 +260,9 @@ func (s *InventoryService) Release(ctx context.Context, req UndoRequest) error {
 	r, ok := s.reservations[req.Key]
 	switch {
 	case !ok:
-		s.reservations[req.Key] = &Reservation{Key: req.Key, OrderID: req.OrderID, Voided: true}
+		return s.commit(inventoryChange{Op: "void", Key: req.Key, Order: req.OrderID})
 	case !r.Released && !r.Voided:
-		r.Released = true
-		for _, it := range r.Items {
-			st := s.products[it.Name]
-			if st.limited {
-				st.Stock += it.Quantity
-			}
-			st.held -= it.Quantity
-		}
+		return s.commit(inventoryChange{Op: "release", Key: req.Key})
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ type PaymentService struct {
 	requireRegistration bool
 
 	mu       sync.Mutex
+	ledger   *ledger
 	accounts map[string]*account // by email
 	charges  map[string]*Charge  // by idempotency key
 	n        int
@@ -61,7 +62,8 @@ var (
 	_ Pinger            = (*PaymentService)(nil)
 )
 
-// NewPaymentService returns an empty PaymentService.
+// NewPaymentService returns an empty PaymentService that keeps its state
+// in memory.
 func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
@@ -74,13 +76,77 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	}
 }
 
-// SetCreditLimit registers the customer with that email, or changes their
-// limit. Credit already used stays used.
-func (p *PaymentService) SetCreditLimit(email string, limit Money) {
+// OpenPaymentService returns a PaymentService that keeps its state in the
+// file at path: it replays what the file holds, and writes and fsyncs
+// every change before acknowledging it, so charges stay deduplicated by
+// key across crashes and restarts. Only one service at a time may use a
+// file. Close it when done.
+func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error) {
+	p := NewPaymentService(cfg)
+	l, err := openLedger(path, p.apply)
+	if err != nil {
+		return nil, err
+	}
+	p.ledger = l
+	return p, nil
+}
+
+// Close closes the service's file, if it has one. The service must not be
+// used afterwards.
+func (p *PaymentService) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	a := p.account(email)
-	a.limit = limit
+	return p.ledger.close()
+}
+
+// paymentChange is one change of a PaymentService's state, as its file
+// records it.
+type paymentChange struct {
+	Op     string  `json:"op"` // limit, charge, refund, void
+	Email  string  `json:"email,omitempty"`
+	Limit  Money   `json:"limit,omitempty"`
+	Charge *Charge `json:"charge,omitempty"`
+	Key    string  `json:"key,omitempty"`
+	Order  string  `json:"order,omitempty"`
+}
+
+// commit records c and applies it. It expects p.mu held.
+func (p *PaymentService) commit(c paymentChange) error {
+	if err := p.ledger.append(c); err != nil {
+		return err
+	}
+	return p.apply(c)
+}
+
+// apply changes the state; on replay p.mu need not be held.
+func (p *PaymentService) apply(c paymentChange) error {
+	switch {
+	case c.Op == "limit":
+		p.account(c.Email).limit = c.Limit
+	case c.Op == "charge" && c.Charge != nil && p.charges[c.Charge.Key] == nil:
+		ch := *c.Charge
+		p.charges[ch.Key] = &ch
+		p.account(ch.Email).used += ch.Amount
+		p.n++
+	case c.Op == "refund" && p.charges[c.Key] != nil && p.charges[c.Key].ID != "":
+		ch := p.charges[c.Key]
+		ch.Refunded = true
+		p.accounts[ch.Email].used -= ch.Amount
+	case c.Op == "void" && p.charges[c.Key] == nil:
+		p.charges[c.Key] = &Charge{Key: c.Key, OrderID: c.Order, Voided: true}
+	default:
+		return fmt.Errorf("orderflow: payment change %q does not apply", c.Op)
+	}
+	return nil
+}
+
+// SetCreditLimit registers the customer with that email, or changes their
+// limit. Credit already used stays used. It fails only if the service's
+// file cannot be written.
+func (p *PaymentService) SetCreditLimit(email string, limit Money) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.commit(paymentChange{Op: "limit", Email: email, Limit: limit})
 }
 
 // account returns the customer's account, creating an unlimited one.
@@ -130,7 +196,7 @@ func (p *PaymentService) Registered(_ context.Context, email string) (bool, erro
 
 // Charge implements PaymentGateway.
 func (p *PaymentService) Charge(ctx context.Context, req ChargeRequest) (string, error) {
-	if err := p.apply(ctx, "charge", req.OrderID); err != nil {
+	if err := p.fault(ctx, "charge", req.OrderID); err != nil {
 		return "", err
 	}
 	p.mu.Lock()
@@ -148,25 +214,22 @@ func (p *PaymentService) Charge(ctx context.Context, req ChargeRequest) (string,
 		return "", fmt.Errorf("%w: charge of %v", ErrInvalidAmount, req.Amount)
 	}
 	a, ok := p.accounts[req.Customer.Email]
-	if !ok || a.limit < 0 {
-		if p.requireRegistration {
-			return "", fmt.Errorf("%w: %s", ErrUnknownCustomer, req.Customer.Email)
-		}
-		a = p.account(req.Customer.Email)
+	if (!ok || a.limit < 0) && p.requireRegistration {
+		return "", fmt.Errorf("%w: %s", ErrUnknownCustomer, req.Customer.Email)
 	}
-	if a.limit >= 0 && req.Amount > a.limit-a.used { // not used+Amount: it could overflow
+	if ok && a.limit >= 0 && req.Amount > a.limit-a.used { // not used+Amount: it could overflow
 		return "", fmt.Errorf("%w: %v needed, %v of %v available", ErrInsufficientCredit, req.Amount, a.limit-a.used, a.limit)
 	}
-	a.used += req.Amount
-	p.n++
-	c := &Charge{ID: fmt.Sprintf("CH-%06d", p.n), Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
-	p.charges[req.Key] = c
+	c := &Charge{ID: fmt.Sprintf("CH-%06d", p.n+1), Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
+	if err := p.commit(paymentChange{Op: "charge", Charge: c}); err != nil {
+		return "", err
+	}
 	return c.ID, nil
 }
 
 // Refund implements PaymentGateway.
 func (p *PaymentService) Refund(ctx context.Context, req UndoRequest) error {
-	if err := p.apply(ctx, "refund", req.OrderID); err != nil {
+	if err := p.fault(ctx, "refund", req.OrderID); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -174,10 +237,9 @@ func (p *PaymentService) Refund(ctx context.Context, req UndoRequest) error {
 	c, ok := p.charges[req.Key]
 	switch {
 	case !ok:
-		p.charges[req.Key] = &Charge{Key: req.Key, OrderID: req.OrderID, Voided: true}
+		return p.commit(paymentChange{Op: "void", Key: req.Key, Order: req.OrderID})
 	case !c.Refunded && !c.Voided:
-		c.Refunded = true
-		p.accounts[c.Email].used -= c.Amount
+		return p.commit(paymentChange{Op: "refund", Key: req.Key})
 	}
 	return nil
 }

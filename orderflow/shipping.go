@@ -24,6 +24,7 @@ type ShippingService struct {
 	Faults
 
 	mu        sync.Mutex
+	ledger    *ledger
 	shipments map[string]*Shipment // by idempotency key
 	n         int
 }
@@ -53,6 +54,60 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	return &ShippingService{Faults: Faults{clock: cfg.Clock}, shipments: make(map[string]*Shipment)}
 }
 
+// OpenShippingService returns a ShippingService that keeps its state in the
+// file at path, as OpenPaymentService does. Close it when done.
+func OpenShippingService(path string, cfg ShippingConfig) (*ShippingService, error) {
+	s := NewShippingService(cfg)
+	l, err := openLedger(path, s.apply)
+	if err != nil {
+		return nil, err
+	}
+	s.ledger = l
+	return s, nil
+}
+
+// Close closes the service's file, if it has one. The service must not be
+// used afterwards.
+func (s *ShippingService) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ledger.close()
+}
+
+// shippingChange is one change of a ShippingService's state, as its file
+// records it.
+type shippingChange struct {
+	Op       string    `json:"op"` // ship, cancel, void
+	Shipment *Shipment `json:"shipment,omitempty"`
+	Key      string    `json:"key,omitempty"`
+	Order    string    `json:"order,omitempty"`
+}
+
+// commit records c and applies it. It expects s.mu held.
+func (s *ShippingService) commit(c shippingChange) error {
+	if err := s.ledger.append(c); err != nil {
+		return err
+	}
+	return s.apply(c)
+}
+
+// apply changes the state; on replay s.mu need not be held.
+func (s *ShippingService) apply(c shippingChange) error {
+	switch {
+	case c.Op == "ship" && c.Shipment != nil && s.shipments[c.Shipment.Key] == nil:
+		sh := *c.Shipment
+		s.shipments[sh.Key] = &sh
+		s.n++
+	case c.Op == "cancel" && s.shipments[c.Key] != nil:
+		s.shipments[c.Key].Canceled = true
+	case c.Op == "void" && s.shipments[c.Key] == nil:
+		s.shipments[c.Key] = &Shipment{Key: c.Key, OrderID: c.Order, Voided: true}
+	default:
+		return fmt.Errorf("orderflow: shipping change %q does not apply", c.Op)
+	}
+	return nil
+}
+
 // Shipments returns every shipment, canceled or voided, sorted by ID
 // (voided ones, which have none, first, by key).
 func (s *ShippingService) Shipments() []Shipment {
@@ -70,7 +125,7 @@ func (s *ShippingService) Shipments() []Shipment {
 
 // CreateShipment implements Shipping.
 func (s *ShippingService) CreateShipment(ctx context.Context, req ShipmentRequest) (string, error) {
-	if err := s.apply(ctx, "ship", req.OrderID); err != nil {
+	if err := s.fault(ctx, "ship", req.OrderID); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
@@ -81,15 +136,16 @@ func (s *ShippingService) CreateShipment(ctx context.Context, req ShipmentReques
 		}
 		return sh.TrackingNumber, nil
 	}
-	s.n++
-	sh := &Shipment{TrackingNumber: fmt.Sprintf("TRK-%06d", s.n), Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
-	s.shipments[req.Key] = sh
+	sh := &Shipment{TrackingNumber: fmt.Sprintf("TRK-%06d", s.n+1), Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
+	if err := s.commit(shippingChange{Op: "ship", Shipment: sh}); err != nil {
+		return "", err
+	}
 	return sh.TrackingNumber, nil
 }
 
 // CancelShipment implements Shipping.
 func (s *ShippingService) CancelShipment(ctx context.Context, req UndoRequest) error {
-	if err := s.apply(ctx, "cancel", req.OrderID); err != nil {
+	if err := s.fault(ctx, "cancel", req.OrderID); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -97,9 +153,9 @@ func (s *ShippingService) CancelShipment(ctx context.Context, req UndoRequest) e
 	sh, ok := s.shipments[req.Key]
 	switch {
 	case !ok:
-		s.shipments[req.Key] = &Shipment{Key: req.Key, OrderID: req.OrderID, Voided: true}
-	case !sh.Voided:
-		sh.Canceled = true
+		return s.commit(shippingChange{Op: "void", Key: req.Key, Order: req.OrderID})
+	case !sh.Voided && !sh.Canceled:
+		return s.commit(shippingChange{Op: "cancel", Key: req.Key})
 	}
 	return nil
 }

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/journal"
 )
 
 // Config configures a System. The zero value works: the engine's defaults
@@ -21,6 +24,16 @@ type Config struct {
 	// clock, logger, workers, capacity, breakers and hooks. See
 	// saga.Config for its defaults.
 	Engine saga.Config
+
+	// Dir, if set, keeps the orders on disk so that they survive crashes
+	// and restarts: the engine's store defaults to a journal in
+	// Dir/journal (see package saga/journal), and the bundled services the
+	// System creates keep their state in Dir/payment.log, inventory.log and
+	// shipping.log, so that no charge, reservation or shipment is applied
+	// twice across restarts. The System opens them in New and closes them
+	// at Shutdown; only one System at a time may use a Dir. Defaults to
+	// "": everything in memory.
+	Dir string
 
 	// Payment charges and refunds. Defaults to a new PaymentService.
 	Payment PaymentGateway
@@ -82,6 +95,8 @@ type System struct {
 	shipping  Shipping
 	catalog   ProductCatalog
 	customers CustomerDirectory
+	closeMu   sync.Mutex
+	closers   []func() error // what New opened in Config.Dir, closed by Shutdown
 }
 
 // idNamespace derives order IDs from idempotency keys.
@@ -109,6 +124,10 @@ func New(cfg Config) (*System, error) {
 	if cfg.Engine.Logger == nil {
 		cfg.Engine.Logger = slog.Default()
 	}
+	s := &System{}
+	if err := s.openDir(&cfg); err != nil {
+		return nil, errors.Join(err, s.closeAll())
+	}
 	if cfg.Payment == nil {
 		cfg.Payment = NewPaymentService(PaymentConfig{Clock: cfg.Engine.Clock, RequireRegistration: cfg.RequireRegisteredCustomers})
 	}
@@ -118,29 +137,33 @@ func New(cfg Config) (*System, error) {
 	if cfg.Shipping == nil {
 		cfg.Shipping = NewShippingService(ShippingConfig{Clock: cfg.Engine.Clock})
 	}
+	s, err := s.build(cfg)
+	if err != nil {
+		return nil, errors.Join(err, s.closeAll())
+	}
+	return s, nil
+}
+
+// build finishes New once cfg's services are set.
+func (s *System) build(cfg Config) (*System, error) {
 	if cfg.EnforceCatalog && cfg.Catalog == nil {
 		c, ok := cfg.Inventory.(ProductCatalog)
 		if !ok {
-			return nil, fmt.Errorf("%w: EnforceCatalog needs a Catalog (%T is not a ProductCatalog)", ErrInvalidConfig, cfg.Inventory)
+			return s, fmt.Errorf("%w: EnforceCatalog needs a Catalog (%T is not a ProductCatalog)", ErrInvalidConfig, cfg.Inventory)
 		}
 		cfg.Catalog = c
 	}
 	if cfg.RequireRegisteredCustomers && cfg.Customers == nil {
 		d, ok := cfg.Payment.(CustomerDirectory)
 		if !ok {
-			return nil, fmt.Errorf("%w: RequireRegisteredCustomers needs Customers (%T is not a CustomerDirectory)", ErrInvalidConfig, cfg.Payment)
+			return s, fmt.Errorf("%w: RequireRegisteredCustomers needs Customers (%T is not a CustomerDirectory)", ErrInvalidConfig, cfg.Payment)
 		}
 		cfg.Customers = d
 	}
 
-	s := &System{
-		cfg:       cfg,
-		clock:     cfg.Engine.Clock,
-		log:       cfg.Engine.Logger,
-		payment:   cfg.Payment,
-		inventory: cfg.Inventory,
-		shipping:  cfg.Shipping,
-	}
+	s.cfg = cfg
+	s.clock, s.log = cfg.Engine.Clock, cfg.Engine.Logger
+	s.payment, s.inventory, s.shipping = cfg.Payment, cfg.Inventory, cfg.Shipping
 	if cfg.EnforceCatalog {
 		s.catalog = cfg.Catalog
 	}
@@ -149,12 +172,65 @@ func New(cfg Config) (*System, error) {
 	}
 	def, err := s.definition()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return s, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if s.coord, err = saga.New(def, cfg.Engine); err != nil {
-		return nil, err
+		return s, err
 	}
 	return s, nil
+}
+
+// openDir opens what Config.Dir asks for: the journal, and the bundled
+// services' files for the services cfg leaves nil.
+func (s *System) openDir(cfg *Config) error {
+	if cfg.Dir == "" {
+		return nil
+	}
+	if cfg.Engine.Store == nil {
+		j, err := journal.Open(filepath.Join(cfg.Dir, "journal"), journal.Options{Clock: cfg.Engine.Clock, Logger: cfg.Engine.Logger})
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, j.Close)
+		cfg.Engine.Store = j
+	}
+	if cfg.Payment == nil {
+		p, err := OpenPaymentService(filepath.Join(cfg.Dir, "payment.log"),
+			PaymentConfig{Clock: cfg.Engine.Clock, RequireRegistration: cfg.RequireRegisteredCustomers})
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, p.Close)
+		cfg.Payment = p
+	}
+	if cfg.Inventory == nil {
+		inv, err := OpenInventoryService(filepath.Join(cfg.Dir, "inventory.log"),
+			InventoryConfig{Clock: cfg.Engine.Clock, EnforceCatalog: cfg.EnforceCatalog})
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, inv.Close)
+		cfg.Inventory = inv
+	}
+	if cfg.Shipping == nil {
+		sh, err := OpenShippingService(filepath.Join(cfg.Dir, "shipping.log"), ShippingConfig{Clock: cfg.Engine.Clock})
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, sh.Close)
+		cfg.Shipping = sh
+	}
+	return nil
+}
+
+// closeAll closes what openDir opened, newest first.
+func (s *System) closeAll() error {
+	var err error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, s.closers[i]())
+	}
+	s.closers = nil
+	return err
 }
 
 // Startup starts the engine, resuming unfinished orders from a durable
@@ -162,10 +238,17 @@ func New(cfg Config) (*System, error) {
 func (s *System) Startup(ctx context.Context) error { return s.coord.Startup(ctx) }
 
 // Shutdown stops taking orders and stops the engine (see
-// saga.Coordinator.Shutdown). With the memory store it waits for the orders
-// in flight until ctx ends, and returns a *saga.UnfinishedError naming the
-// orders that did not finish.
-func (s *System) Shutdown(ctx context.Context) error { return s.coord.Shutdown(ctx) }
+// saga.Coordinator.Shutdown), then closes what New opened in Config.Dir.
+// With the memory store it waits for the orders in flight until ctx ends,
+// and returns a *saga.UnfinishedError naming the orders that did not
+// finish; with a durable store, orders in flight resume at the next
+// Startup. Call it even if Startup failed.
+func (s *System) Shutdown(ctx context.Context) error {
+	err := s.coord.Shutdown(ctx)
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return errors.Join(err, s.closeAll())
+}
 
 // Coordinator returns the engine running the orders, for what System does
 // not wrap: the raw event log, signals, hooks.

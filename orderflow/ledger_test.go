@@ -1,0 +1,126 @@
+package orderflow_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/orderflow"
+)
+
+func TestServicesKeepTheirStateInAFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	path := func(name string) string { return filepath.Join(dir, name) }
+
+	pay, err := orderflow.OpenPaymentService(path("payment.log"), orderflow.PaymentConfig{})
+	require.NoError(t, err)
+	require.NoError(t, pay.SetCreditLimit("ada@example.com", 5000))
+	id, err := pay.Charge(ctx, chargeReq("k1", "ada@example.com", 3000))
+	require.NoError(t, err)
+	_, err = pay.Charge(ctx, chargeReq("k2", "ada@example.com", 1000))
+	require.NoError(t, err)
+	require.NoError(t, pay.Refund(ctx, orderflow.UndoRequest{Key: "k2"}))
+	require.NoError(t, pay.Refund(ctx, orderflow.UndoRequest{Key: "never-charged"}))
+	require.NoError(t, pay.Close())
+
+	inv, err := orderflow.OpenInventoryService(path("inventory.log"), orderflow.InventoryConfig{})
+	require.NoError(t, err)
+	require.NoError(t, inv.AddProduct(orderflow.Product{Name: "pen", Price: 100, Stock: 10}))
+	rid, err := inv.Reserve(ctx, orderflow.ReserveRequest{Key: "r1", Items: []orderflow.Item{{Name: "pen", Price: 100, Quantity: 4}}})
+	require.NoError(t, err)
+	require.NoError(t, inv.Close())
+
+	ship, err := orderflow.OpenShippingService(path("shipping.log"), orderflow.ShippingConfig{})
+	require.NoError(t, err)
+	tracking, err := ship.CreateShipment(ctx, orderflow.ShipmentRequest{Key: "s1"})
+	require.NoError(t, err)
+	require.NoError(t, ship.CancelShipment(ctx, orderflow.UndoRequest{Key: "s1"}))
+	require.NoError(t, ship.Close())
+
+	// Reopened, each service remembers, and keeps deduplicating by key.
+	pay, err = orderflow.OpenPaymentService(path("payment.log"), orderflow.PaymentConfig{})
+	require.NoError(t, err)
+	defer pay.Close()
+	limit, used := pay.Credit("ada@example.com")
+	assert.Equal(t, orderflow.Money(5000), limit)
+	assert.Equal(t, orderflow.Money(3000), used)
+	again, err := pay.Charge(ctx, chargeReq("k1", "ada@example.com", 3000))
+	require.NoError(t, err)
+	assert.Equal(t, id, again, "the first charge's answer")
+	_, err = pay.Charge(ctx, chargeReq("never-charged", "ada@example.com", 10))
+	assert.ErrorIs(t, err, orderflow.ErrVoided)
+	next, err := pay.Charge(ctx, chargeReq("k3", "ada@example.com", 500))
+	require.NoError(t, err)
+	assert.Equal(t, "CH-000003", next, "IDs continue")
+	assert.Len(t, pay.Charges(), 4)
+
+	inv, err = orderflow.OpenInventoryService(path("inventory.log"), orderflow.InventoryConfig{})
+	require.NoError(t, err)
+	defer inv.Close()
+	available, held := inv.Stock("pen")
+	assert.Equal(t, 6, available)
+	assert.Equal(t, 4, held)
+	again, err = inv.Reserve(ctx, orderflow.ReserveRequest{Key: "r1", Items: []orderflow.Item{{Name: "pen", Price: 100, Quantity: 4}}})
+	require.NoError(t, err)
+	assert.Equal(t, rid, again)
+
+	ship, err = orderflow.OpenShippingService(path("shipping.log"), orderflow.ShippingConfig{})
+	require.NoError(t, err)
+	defer ship.Close()
+	shipments := ship.Shipments()
+	require.Len(t, shipments, 1)
+	assert.Equal(t, tracking, shipments[0].TrackingNumber)
+	assert.True(t, shipments[0].Canceled)
+}
+
+func TestServiceFileTornTailIsCutAndDamageRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "payment.log")
+	pay, err := orderflow.OpenPaymentService(path, orderflow.PaymentConfig{})
+	require.NoError(t, err)
+	_, err = pay.Charge(ctx, chargeReq("k1", "ada@example.com", 3000))
+	require.NoError(t, err)
+	_, err = pay.Charge(ctx, chargeReq("k2", "ada@example.com", 1000))
+	require.NoError(t, err)
+	require.NoError(t, pay.Close())
+	whole, err := os.ReadFile(path)
+	require.NoError(t, err)
+	firstLine := bytes.IndexByte(whole, '\n') + 1
+
+	// A crash in the middle of writing the second change: every cut of it
+	// leaves exactly the first.
+	for cut := firstLine; cut < len(whole); cut++ {
+		require.NoError(t, os.WriteFile(path, whole[:cut], 0o644))
+		pay, err := orderflow.OpenPaymentService(path, orderflow.PaymentConfig{})
+		require.NoError(t, err, "cut at %d", cut)
+		_, used := pay.Credit("ada@example.com")
+		assert.Equal(t, orderflow.Money(3000), used, "cut at %d", cut)
+		_, err = pay.Charge(ctx, chargeReq("k2", "ada@example.com", 1000)) // and it can go on
+		require.NoError(t, err)
+		require.NoError(t, pay.Close())
+		pay, err = orderflow.OpenPaymentService(path, orderflow.PaymentConfig{})
+		require.NoError(t, err)
+		_, used = pay.Credit("ada@example.com")
+		assert.Equal(t, orderflow.Money(4000), used, "cut at %d, then appended", cut)
+		require.NoError(t, pay.Close())
+	}
+
+	// Damage before the last line is not a torn tail.
+	damaged := append([]byte{}, whole...)
+	damaged[20] ^= 1
+	require.NoError(t, os.WriteFile(path, damaged, 0o644))
+	_, err = orderflow.OpenPaymentService(path, orderflow.PaymentConfig{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "offset 0")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, damaged, after, "the damaged file is left for inspection")
+}
