@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+	"github.com/sagaflow/sagaflow/orderflow"
+	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/journal"
+)
+
+// result is what a run measured; its JSON is loadgen's -json output.
+type result struct {
+	Engine       string  `json:"engine"`
+	Store        string  `json:"store"`
+	Orders       int     `json:"orders"`
+	Concurrency  int     `json:"concurrency"`
+	Completed    int     `json:"completed"`
+	Failed       int     `json:"failed"`
+	Stuck        int     `json:"stuck"`
+	Lost         int     `json:"lost"`
+	OrdersPerSec float64 `json:"orders_per_sec"`
+	ElapsedSec   float64 `json:"elapsed_sec"`
+	P50Ms        float64 `json:"p50_ms"`
+	P95Ms        float64 `json:"p95_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	PeakHeapMB   float64 `json:"peak_heap_mb"`
+	GoVersion    string  `json:"go_version"`
+	GOMAXPROCS   int     `json:"gomaxprocs"`
+	Verified     bool    `json:"verified"`
+}
+
+// The catalogue the orders buy from, and the address that no courier
+// serves: orders shipped there fail at shipping and are compensated.
+const (
+	products    = 16
+	customers   = 64
+	unreachable = "nowhere"
+)
+
+var errNoCourier = errors.New("no courier serves this address")
+
+// outcome is how an order ended.
+type outcome uint8
+
+const (
+	pending outcome = iota
+	completed
+	failed
+	stuck
+)
+
+// services are the bundled services, with shipping failing for the
+// unreachable address.
+type services struct {
+	payment   *orderflow.PaymentService
+	inventory *orderflow.InventoryService
+	shipping  failingShipping
+	stock     int // initial stock of each product
+}
+
+type failingShipping struct{ *orderflow.ShippingService }
+
+func (s failingShipping) CreateShipment(ctx context.Context, req orderflow.ShipmentRequest) (string, error) {
+	if req.Customer.Address == unreachable {
+		return "", saga.Permanent(errNoCourier)
+	}
+	return s.ShippingService.CreateShipment(ctx, req)
+}
+
+func newServices(orders int) *services {
+	s := &services{
+		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{}),
+		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{}),
+		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{})},
+		stock:     2 * orders, // enough for every order: stock never fails one
+	}
+	for p := range products {
+		_ = s.inventory.AddProduct(orderflow.Product{Name: product(p), Price: price(p), Stock: s.stock})
+	}
+	return s
+}
+
+func product(p int) string        { return "product-" + strconv.Itoa(p) }
+func price(p int) orderflow.Money { return orderflow.Money(199 + 100*p) }
+
+// request is order i: one or two lines, failing at shipping for a
+// fraction failRate of the orders, spread evenly.
+func request(i int, failRate float64) (orderflow.OrderRequest, bool) {
+	fails := int(float64(i+1)*failRate) != int(float64(i)*failRate)
+	addr := "1 Main St"
+	if fails {
+		addr = unreachable
+	}
+	items := []orderflow.Item{{Name: product(i % products), Price: price(i % products), Quantity: 1 + i%3}}
+	if i%2 == 1 {
+		q := (i + 7) % products
+		if q != i%products {
+			items = append(items, orderflow.Item{Name: product(q), Price: price(q), Quantity: 1})
+		}
+	}
+	return orderflow.OrderRequest{
+		Customer: orderflow.Customer{Name: "Customer", Email: "c" + strconv.Itoa(i%customers) + "@example.com", Address: addr},
+		Items:    items,
+	}, fails
+}
+
+// runner runs one order to its end and reports how it ended.
+type runner interface {
+	run(ctx context.Context, client, i int) outcome
+	close() error
+}
+
+// load runs the orders and verifies the outcome.
+func load(ctx context.Context, o options, stderr io.Writer) (result, []string, error) {
+	clk := clock.Real()
+	svc := newServices(o.orders)
+	var r runner
+	var err error
+	if o.engine == "bare" {
+		r = &bare{svc: svc, rate: o.failRate}
+	} else if r, err = newEngine(ctx, o, svc); err != nil {
+		return result{}, nil, err
+	}
+
+	res := result{
+		Engine: o.engine, Store: o.store, Orders: o.orders, Concurrency: o.concurrency,
+		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+	}
+	if o.engine == "bare" {
+		res.Store = "none"
+	}
+	outcomes := make([]outcome, o.orders)
+	latency := make([]time.Duration, o.orders)
+	var next, done atomic.Int64
+	heap := newHeapSampler(clk)
+	stopProgress := progress(stderr, clk, &done, o.orders)
+
+	start := clk.Now()
+	var wg sync.WaitGroup
+	for c := range o.concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.orders || ctx.Err() != nil {
+					return
+				}
+				t0 := clk.Now()
+				outcomes[i] = r.run(ctx, c, i)
+				latency[i] = clk.Now().Sub(t0)
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := clk.Now().Sub(start)
+	stopProgress()
+	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
+	closeErr := r.close()
+
+	res.ElapsedSec = elapsed.Seconds()
+	res.OrdersPerSec = float64(o.orders) / elapsed.Seconds()
+	slices.Sort(latency)
+	pct := func(p float64) float64 {
+		return float64(latency[min(len(latency)-1, int(p*float64(len(latency))))]) / float64(time.Millisecond)
+	}
+	res.P50Ms, res.P95Ms, res.P99Ms = pct(0.50), pct(0.95), pct(0.99)
+	res.MaxMs = float64(latency[len(latency)-1]) / float64(time.Millisecond)
+	for _, oc := range outcomes {
+		switch oc {
+		case completed:
+			res.Completed++
+		case failed:
+			res.Failed++
+		case stuck:
+			res.Stuck++
+		default:
+			res.Lost++
+		}
+	}
+	problems := verify(o, svc, outcomes)
+	if closeErr != nil {
+		problems = append(problems, "shutdown: "+closeErr.Error())
+	}
+	res.Verified = len(problems) == 0
+	return res, problems, nil
+}
+
+// verify checks every order's outcome against what it was meant to be,
+// and the services' books against the outcomes: credit in use is the
+// total of the completed orders, stock held is their quantities, and
+// every unit is either held or available.
+func verify(o options, svc *services, outcomes []outcome) []string {
+	var problems []string
+	wantUsed := map[string]orderflow.Money{}
+	wantHeld := make([]int, products)
+	wrong := 0
+	for i, oc := range outcomes {
+		req, fails := request(i, o.failRate)
+		want := completed
+		if fails {
+			want = failed
+		}
+		if oc != want {
+			if wrong++; wrong <= 5 {
+				problems = append(problems, fmt.Sprintf("order %d ended %v, want %v", i, oc, want))
+			}
+			continue
+		}
+		if oc != completed {
+			continue
+		}
+		for _, it := range req.Items {
+			wantUsed[req.Customer.Email] += it.Subtotal()
+			p, _ := strconv.Atoi(strings.TrimPrefix(it.Name, "product-"))
+			wantHeld[p] += it.Quantity
+		}
+	}
+	if wrong > 5 {
+		problems = append(problems, fmt.Sprintf("… %d orders ended wrong in all", wrong))
+	}
+	for c := range customers {
+		email := "c" + strconv.Itoa(c) + "@example.com"
+		if _, used := svc.payment.Credit(email); used != wantUsed[email] {
+			problems = append(problems, fmt.Sprintf("%s has %v of credit in use, want %v", email, used, wantUsed[email]))
+		}
+	}
+	for p := range products {
+		available, held := svc.inventory.Stock(product(p))
+		if held != wantHeld[p] || available+held != svc.stock {
+			problems = append(problems, fmt.Sprintf("%s: %d available and %d held, want %d held of %d",
+				product(p), available, held, wantHeld[p], svc.stock))
+		}
+	}
+	return problems
+}
+
+func (oc outcome) String() string {
+	return [...]string{"lost", "completed", "failed", "stuck"}[oc]
+}
+
+// bare runs an order with plain calls: charge, reserve, ship, and undo in
+// reverse on failure. It is the cost of the work without an engine.
+type bare struct {
+	svc  *services
+	rate float64
+}
+
+func (b *bare) run(ctx context.Context, _, i int) outcome {
+	req, _ := request(i, b.rate)
+	id := "o" + strconv.Itoa(i)
+	var total orderflow.Money
+	for _, it := range req.Items {
+		total += it.Subtotal()
+	}
+	key := func(step string) string { return id + "/" + step }
+	if _, err := b.svc.payment.Charge(ctx, orderflow.ChargeRequest{Key: key("payment"), OrderID: id, Customer: req.Customer, Amount: total}); err != nil {
+		return failed
+	}
+	if _, err := b.svc.inventory.Reserve(ctx, orderflow.ReserveRequest{Key: key("inventory"), OrderID: id, Items: req.Items}); err != nil {
+		_ = b.svc.payment.Refund(ctx, orderflow.UndoRequest{Key: key("payment"), OrderID: id})
+		return failed
+	}
+	if _, err := b.svc.shipping.CreateShipment(ctx, orderflow.ShipmentRequest{Key: key("shipping"), OrderID: id, Customer: req.Customer, Items: req.Items}); err != nil {
+		_ = b.svc.inventory.Release(ctx, orderflow.UndoRequest{Key: key("inventory"), OrderID: id})
+		_ = b.svc.payment.Refund(ctx, orderflow.UndoRequest{Key: key("payment"), OrderID: id})
+		return failed
+	}
+	return completed
+}
+
+func (b *bare) close() error { return nil }
+
+// engine runs orders on an orderflow.System and learns of their ends
+// from the engine's event hook, without a subscription per order.
+type engine struct {
+	sys     *orderflow.System
+	store   saga.Store
+	dir     string // a temporary journal directory to remove
+	waiting []chan outcome
+	rate    float64
+}
+
+func newEngine(ctx context.Context, o options, svc *services) (*engine, error) {
+	e := &engine{waiting: make([]chan outcome, o.concurrency), rate: o.failRate}
+	for c := range e.waiting {
+		e.waiting[c] = make(chan outcome, 1)
+	}
+	var err error
+	switch o.store {
+	case "memory":
+		// Keep a few finished orders for reading, drop the rest: memory
+		// follows the orders in flight.
+		e.store = saga.NewMemoryStore(saga.MemoryConfig{MaxFinished: 10_000})
+	case "journal":
+		dir := o.dir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "loadgen-journal-"); err != nil {
+				return nil, err
+			}
+			e.dir = dir
+		}
+		if e.store, err = journal.Open(dir, journal.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			return nil, err
+		}
+	}
+	e.sys, err = orderflow.New(orderflow.Config{
+		Engine: saga.Config{
+			Store:           e.store,
+			Logger:          slog.New(slog.DiscardHandler),
+			MaxInFlight:     o.concurrency,
+			WaitForCapacity: true,
+			Hooks:           saga.Hooks{OnEvent: e.onEvent},
+		},
+		Payment:   svc.payment,
+		Inventory: svc.inventory,
+		Shipping:  svc.shipping,
+	})
+	if err == nil {
+		err = e.sys.Startup(ctx)
+	}
+	if err != nil {
+		return nil, errors.Join(err, e.close())
+	}
+	return e, nil
+}
+
+// onEvent hands an order's end to the client waiting for it. Order IDs are
+// "<order>.<client>".
+func (e *engine) onEvent(ev saga.Event) {
+	var oc outcome
+	switch ev.Type {
+	case saga.EventSagaCompleted:
+		oc = completed
+	case saga.EventSagaCompensated:
+		oc = failed
+	case saga.EventSagaStuck:
+		oc = stuck
+	default:
+		return
+	}
+	_, client, _ := strings.Cut(ev.SagaID, ".")
+	c, err := strconv.Atoi(client)
+	if err != nil || c < 0 || c >= len(e.waiting) {
+		return
+	}
+	e.waiting[c] <- oc
+}
+
+func (e *engine) run(ctx context.Context, client, i int) outcome {
+	req, _ := request(i, e.rate)
+	req.OrderID = strconv.Itoa(i) + "." + strconv.Itoa(client)
+	if _, err := e.sys.ProcessOrder(ctx, req); err != nil {
+		return pending
+	}
+	select {
+	case oc := <-e.waiting[client]:
+		return oc
+	case <-ctx.Done():
+		return pending
+	}
+}
+
+func (e *engine) close() error {
+	var err error
+	if e.sys != nil {
+		err = e.sys.Shutdown(context.Background())
+	}
+	if e.store != nil {
+		err = errors.Join(err, e.store.Close())
+	}
+	if e.dir != "" {
+		err = errors.Join(err, os.RemoveAll(e.dir))
+	}
+	return err
+}
+
+// heapSampler records the peak of the live heap, sampled every 10ms.
+type heapSampler struct {
+	stopc chan struct{}
+	done  chan uint64
+}
+
+func newHeapSampler(clk clock.Clock) *heapSampler {
+	h := &heapSampler{stopc: make(chan struct{}), done: make(chan uint64)}
+	go func() {
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak uint64
+		read := func() {
+			metrics.Read(sample)
+			peak = max(peak, sample[0].Value.Uint64())
+		}
+		tick := clk.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			read()
+			select {
+			case <-tick.C():
+			case <-h.stopc:
+				read()
+				h.done <- peak
+				return
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) stop() uint64 {
+	close(h.stopc)
+	return <-h.done
+}
+
+// progress rewrites one line on stderr while the orders run, if stderr is
+// a terminal. The returned function stops it.
+func progress(w io.Writer, clk clock.Clock, done *atomic.Int64, total int) (stop func()) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	stopc, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		start := clk.Now()
+		tick := clk.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		var last int64
+		lastAt := start
+		for {
+			select {
+			case <-tick.C():
+			case <-stopc:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			}
+			now, n := clk.Now(), done.Load()
+			rate := float64(n-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = n, now
+			eta := "-"
+			if rate > 0 {
+				eta = time.Duration(float64(int64(total)-n) / rate * float64(time.Second)).Round(time.Second).String()
+			}
+			fmt.Fprintf(w, "\r\033[K%d/%d orders  %.0f orders/s  %s elapsed  ETA %s",
+				n, total, rate, now.Sub(start).Round(time.Second), eta)
+		}
+	}()
+	return func() {
+		close(stopc)
+		<-finished
+	}
+}
