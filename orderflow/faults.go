@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -45,6 +46,7 @@ type Faults struct {
 	clock  clock.Clock
 	mu     sync.Mutex
 	faults []*Fault
+	n      atomic.Int32 // len(faults), read without the lock on every call
 }
 
 // Inject adds f and returns a function that removes it.
@@ -52,11 +54,13 @@ func (fs *Faults) Inject(f Fault) (remove func()) {
 	p := &f
 	fs.mu.Lock()
 	fs.faults = append(fs.faults, p)
+	fs.n.Store(int32(len(fs.faults)))
 	fs.mu.Unlock()
 	return func() {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		fs.faults = slices.DeleteFunc(fs.faults, func(q *Fault) bool { return q == p })
+		fs.n.Store(int32(len(fs.faults)))
 	}
 }
 
@@ -94,6 +98,7 @@ func (fs *Faults) Hang() (remove func()) {
 func (fs *Faults) Clear() {
 	fs.mu.Lock()
 	fs.faults = nil
+	fs.n.Store(0)
 	fs.mu.Unlock()
 }
 
@@ -107,6 +112,9 @@ func orUnavailable(err error) error {
 // fault runs the first fault matching a call, if any, and returns the error
 // the call must return; nil lets it proceed.
 func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
+	if fs.n.Load() == 0 {
+		return nil
+	}
 	var delay time.Duration
 	var hang bool
 	var err error
@@ -124,6 +132,7 @@ func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
 		if p.Times > 0 {
 			if p.Times--; p.Times == 0 {
 				fs.faults = slices.Delete(fs.faults, i, i+1)
+				fs.n.Store(int32(len(fs.faults)))
 				i--
 			}
 		}

@@ -243,7 +243,7 @@ func (s *InventoryService) Reserve(ctx context.Context, req ReserveRequest) (str
 			taken[it.Name] += it.Quantity
 		}
 	}
-	r := &Reservation{ID: fmt.Sprintf("RSV-%06d", s.n+1), Key: req.Key, OrderID: req.OrderID, Items: slices.Clone(req.Items)}
+	r := &Reservation{ID: seqID("RSV-", s.n+1), Key: req.Key, OrderID: req.OrderID, Items: slices.Clone(req.Items)}
 	if err := s.commit(inventoryChange{Op: "reserve", Reservation: r}); err != nil {
 		return "", err
 	}

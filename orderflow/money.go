@@ -77,16 +77,21 @@ func digits(s string) bool {
 }
 
 // String formats m with two decimals, as in "999.99" or "-0.05".
-func (m Money) String() string {
-	sign, u := "", uint64(m)
+func (m Money) String() string { return string(m.appendJSON(nil)) }
+
+// appendJSON appends m with two decimals.
+func (m Money) appendJSON(b []byte) []byte {
+	u := uint64(m)
 	if m < 0 {
-		sign, u = "-", uint64(-m)
+		b, u = append(b, '-'), -u
 	}
-	return fmt.Sprintf("%s%d.%02d", sign, u/100, u%100)
+	b = strconv.AppendUint(b, u/100, 10)
+	c := u % 100
+	return append(b, '.', byte('0'+c/10), byte('0'+c%10))
 }
 
 // MarshalJSON writes m as a JSON number with two decimals.
-func (m Money) MarshalJSON() ([]byte, error) { return []byte(m.String()), nil }
+func (m Money) MarshalJSON() ([]byte, error) { return m.appendJSON(nil), nil }
 
 // UnmarshalJSON reads a JSON number, or a string holding one, exactly (see
 // ParseMoney).

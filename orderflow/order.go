@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -98,23 +100,26 @@ func (r *OrderRequest) normalize() (Order, []Problem) {
 	add := func(field, format string, args ...any) {
 		probs = append(probs, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	text := func(field, v string) string {
+	// text trims and checks a text field; field names it, and is called
+	// only to report a problem.
+	text := func(v string, field func() string) string {
 		v = strings.TrimSpace(v)
 		switch {
 		case v == "":
-			add(field, "must not be empty")
+			add(field(), "must not be empty")
 		case !utf8.ValidString(v):
-			add(field, "must be valid UTF-8")
+			add(field(), "must be valid UTF-8")
 		case utf8.RuneCountInString(v) > MaxTextLength:
-			add(field, "longer than %d characters", MaxTextLength)
+			add(field(), "longer than %d characters", MaxTextLength)
 		}
 		return v
 	}
+	named := func(name string) func() string { return func() string { return name } }
 
 	o := Order{Status: StatusPending}
-	o.Customer.Name = text("customer.name", r.Customer.Name)
-	o.Customer.Address = text("customer.address", r.Customer.Address)
-	if o.Customer.Email = text("customer.email", r.Customer.Email); o.Customer.Email != "" && !validEmail(o.Customer.Email) {
+	o.Customer.Name = text(r.Customer.Name, named("customer.name"))
+	o.Customer.Address = text(r.Customer.Address, named("customer.address"))
+	if o.Customer.Email = text(r.Customer.Email, named("customer.email")); o.Customer.Email != "" && !validEmail(o.Customer.Email) {
 		add("customer.email", "malformed email address %q", o.Customer.Email)
 	}
 
@@ -124,38 +129,37 @@ func (r *OrderRequest) normalize() (Order, []Problem) {
 	case len(r.Items) > MaxItems:
 		add("items", "more than %d items", MaxItems)
 	}
-	first := make(map[string]int, len(r.Items)) // product name → index in o.Items
+	o.Items = make([]Item, 0, len(r.Items))
 	for i, it := range r.Items {
-		field := fmt.Sprintf("items[%d]", i)
+		field := func(f string) string { return "items[" + strconv.Itoa(i) + "]." + f }
 		n := len(probs)
-		it.Name = text(field+".name", it.Name)
+		it.Name = text(it.Name, func() string { return field("name") })
 		switch {
 		case it.Price <= 0:
-			add(field+".price", "must be positive, got %v", it.Price)
+			add(field("price"), "must be positive, got %v", it.Price)
 		case it.Price > MaxAmount:
-			add(field+".price", "more than %v", MaxAmount)
+			add(field("price"), "more than %v", MaxAmount)
 		}
 		switch {
 		case it.Quantity <= 0:
-			add(field+".quantity", "must be positive, got %d", it.Quantity)
+			add(field("quantity"), "must be positive, got %d", it.Quantity)
 		case it.Quantity > MaxQuantity:
-			add(field+".quantity", "more than %d", MaxQuantity)
+			add(field("quantity"), "more than %d", MaxQuantity)
 		}
 		if len(probs) > n || len(r.Items) > MaxItems {
 			continue
 		}
-		j, seen := first[it.Name]
-		if !seen {
-			first[it.Name] = len(o.Items)
+		j := slices.IndexFunc(o.Items, func(prev Item) bool { return prev.Name == it.Name })
+		if j < 0 {
 			o.Items = append(o.Items, it)
 			continue
 		}
 		prev := &o.Items[j]
 		switch {
 		case prev.Price != it.Price:
-			add(field+".price", "%q appears twice with different prices (%v and %v)", it.Name, prev.Price, it.Price)
+			add(field("price"), "%q appears twice with different prices (%v and %v)", it.Name, prev.Price, it.Price)
 		case prev.Quantity+it.Quantity > MaxQuantity:
-			add(field+".quantity", "%q adds up to more than %d", it.Name, MaxQuantity)
+			add(field("quantity"), "%q adds up to more than %d", it.Name, MaxQuantity)
 		default:
 			prev.Quantity += it.Quantity
 		}

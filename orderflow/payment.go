@@ -220,7 +220,7 @@ func (p *PaymentService) Charge(ctx context.Context, req ChargeRequest) (string,
 	if ok && a.limit >= 0 && req.Amount > a.limit-a.used { // not used+Amount: it could overflow
 		return "", fmt.Errorf("%w: %v needed, %v of %v available", ErrInsufficientCredit, req.Amount, a.limit-a.used, a.limit)
 	}
-	c := &Charge{ID: fmt.Sprintf("CH-%06d", p.n+1), Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
+	c := &Charge{ID: seqID("CH-", p.n+1), Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
 	if err := p.commit(paymentChange{Op: "charge", Charge: c}); err != nil {
 		return "", err
 	}

@@ -1,6 +1,9 @@
 package orderflow
 
-import "context"
+import (
+	"context"
+	"strconv"
+)
 
 // The services an order saga calls. Implementations must be safe for
 // concurrent use, and idempotent by Key: the saga calls an operation again
@@ -97,4 +100,15 @@ type Product struct {
 	Name  string `json:"name"`
 	Price Money  `json:"price"`
 	Stock int    `json:"stock"`
+}
+
+// seqID formats the n-th ID of a service: the prefix and n with at least
+// six digits, as in "CH-000042".
+func seqID(prefix string, n int) string {
+	b := make([]byte, 0, len(prefix)+8)
+	b = append(b, prefix...)
+	for d := 100000; d > 1 && n < d; d /= 10 {
+		b = append(b, '0')
+	}
+	return string(strconv.AppendInt(b, int64(n), 10))
 }

@@ -136,7 +136,7 @@ func (s *ShippingService) CreateShipment(ctx context.Context, req ShipmentReques
 		}
 		return sh.TrackingNumber, nil
 	}
-	sh := &Shipment{TrackingNumber: fmt.Sprintf("TRK-%06d", s.n+1), Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
+	sh := &Shipment{TrackingNumber: seqID("TRK-", s.n+1), Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
 	if err := s.commit(shippingChange{Op: "ship", Shipment: sh}); err != nil {
 		return "", err
 	}

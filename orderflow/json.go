@@ -1,0 +1,123 @@
+package orderflow
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// The saga stores an Order as JSON after every step, so encoding it is on
+// the hot path: Order encodes itself by appending, without reflection. The
+// output is what encoding/json would write for the struct tags.
+
+// MarshalJSON encodes the order as its struct tags say.
+func (o Order) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"order_id":`...)
+	b = appendJSONString(b, o.ID)
+	b = append(b, `,"customer":`...)
+	b = o.Customer.appendJSON(b)
+	b = append(b, `,"items":`...)
+	if o.Items == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, it := range o.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"name":`...)
+			b = appendJSONString(b, it.Name)
+			b = append(b, `,"price":`...)
+			b = it.Price.appendJSON(b)
+			b = append(b, `,"quantity":`...)
+			b = strconv.AppendInt(b, int64(it.Quantity), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"total_amount":`...)
+	b = o.Total.appendJSON(b)
+	b = append(b, `,"status":`...)
+	st, err := o.Status.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	b = appendJSONString(b, string(st))
+	for _, f := range [...]struct{ key, v string }{
+		{`,"charge_id":`, o.ChargeID},
+		{`,"reservation_id":`, o.ReservationID},
+		{`,"tracking_number":`, o.TrackingNumber},
+	} {
+		if f.v != "" {
+			b = append(b, f.key...)
+			b = appendJSONString(b, f.v)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func (c *Customer) appendJSON(b []byte) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, c.Name)
+	b = append(b, `,"email":`...)
+	b = appendJSONString(b, c.Email)
+	b = append(b, `,"address":`...)
+	b = appendJSONString(b, c.Address)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it: quotes, backslashes, control characters, <, > and &, U+2028
+// and U+2029, and invalid UTF-8 as U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
