@@ -345,7 +345,10 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	if o.idSet && o.id == "" {
 		return "", fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
 	}
-	raw, err := json.Marshal(state)
+	raw, err := encodeState(&state)
+	if err == nil && !json.Valid(raw) { // once per instance: a MarshalJSON is trusted after this
+		err = errors.New("MarshalJSON returned invalid JSON")
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: encode state: %w", ErrInvalidArgument, err)
 	}

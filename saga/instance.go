@@ -300,4 +300,10 @@ type instance[S any] struct {
 	parked  bool        // a timer or a signal will wake it
 	timer   clock.Timer // armed while parked with a deadline
 	slotted bool        // holds one of the coordinator's in-flight slots
+
+	// Scratch space of the worker advancing the instance, reused so that
+	// a step allocates neither: the state an attempt works on, and the
+	// batch of events commit appends.
+	work  S
+	batch []Event
 }

@@ -98,9 +98,11 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	if err := CheckAppend(id, 0, events); err != nil {
 		return err
 	}
+	// Room for a few steps' worth of events, so that a log grows by
+	// reallocation once or twice rather than at every other append.
 	l := &memLog{
 		definition: events[0].Definition,
-		events:     slices.Clone(events),
+		events:     append(make([]Event, 0, max(len(events), 12)), events...),
 		ended:      events[len(events)-1].Ends(),
 	}
 	sh := s.shard(id)

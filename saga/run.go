@@ -99,7 +99,9 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 			return false
 		}
 	}
-	attempt, deadline, state := inst.attempt, inst.deadline, inst.state
+	attempt, deadline := inst.attempt, inst.deadline
+	inst.work = inst.state
+	state := &inst.work // only this worker touches it until the next park
 	inst.mu.Unlock()
 
 	b := c.breakers[i]
@@ -108,7 +110,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 			return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt, earliest(at, deadline), ErrBreakerOpen)
 		}
 	}
-	err := c.attempt(inst, i, attempt, deadline, false, step.Action, &state, payload, hasSignal)
+	err := c.attempt(inst, i, attempt, deadline, false, step.Action, state, payload, hasSignal)
 	if c.runCtx.Err() != nil {
 		return false // abandoned by Shutdown; the log says where to resume
 	}
@@ -118,7 +120,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 
 	var raw json.RawMessage
 	if err == nil {
-		if raw, err = json.Marshal(state); err != nil {
+		if raw, err = encodeState(state); err != nil {
 			err = Permanent(fmt.Errorf("saga: encode state: %w", err))
 		}
 	}
@@ -133,7 +135,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 		if err := c.commit(inst, events...); err != nil {
 			return c.storeFailed(inst, err)
 		}
-		inst.state = state
+		inst.state = *state
 		inst.mu.Unlock()
 		return true
 	}
@@ -188,7 +190,9 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 		return false
 	}
 	step := &c.def.steps[j]
-	attempt, state := inst.attempt, inst.state
+	attempt := inst.attempt
+	inst.work = inst.state
+	state := &inst.work
 	inst.mu.Unlock()
 
 	b := c.breakers[j]
@@ -197,7 +201,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 			return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt, at, ErrBreakerOpen)
 		}
 	}
-	err := c.attempt(inst, j, attempt, time.Time{}, true, step.Compensate, &state, nil, false)
+	err := c.attempt(inst, j, attempt, time.Time{}, true, step.Compensate, state, nil, false)
 	if c.runCtx.Err() != nil {
 		return false
 	}
@@ -207,9 +211,9 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 
 	inst.mu.Lock()
 	if err == nil {
-		raw, merr := json.Marshal(state)
+		raw, merr := encodeState(state)
 		if merr != nil {
-			raw, state = nil, inst.state // the undo happened; keep the last state that encodes
+			raw, state = nil, &inst.state // the undo happened; keep the last state that encodes
 		}
 		events := []Event{{Type: EventStepCompensated, Step: step.Name, Attempt: attempt, State: raw}}
 		if inst.undoBelow(j) < 0 {
@@ -218,7 +222,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 		if err := c.commit(inst, events...); err != nil {
 			return c.storeFailed(inst, err)
 		}
-		inst.state = state
+		inst.state = *state
 		inst.mu.Unlock()
 		return true
 	}
@@ -343,7 +347,11 @@ func (c *Coordinator[S]) stamp(inst *instance[S], events []Event, now time.Time)
 // commit appends events to inst's log, folds them in and publishes them. It
 // expects inst.mu held. A transition the status table forbids is refused
 // before anything is written.
-func (c *Coordinator[S]) commit(inst *instance[S], events ...Event) error {
+func (c *Coordinator[S]) commit(inst *instance[S], given ...Event) error {
+	// Copy into the instance's batch, so that given need not escape: the
+	// store keeps copies, never the slice.
+	events := append(inst.batch[:0], given...)
+	inst.batch = events[:0]
 	c.stamp(inst, events, c.clock.Now())
 	if err := inst.check(events); err != nil {
 		c.log.LogAttrs(c.runCtx, slog.LevelError, "saga: refused invalid transition",
@@ -474,4 +482,16 @@ func earliest(t, deadline time.Time) time.Time {
 		return deadline
 	}
 	return t
+}
+
+// encodeState encodes an instance's state for the log. A state type that
+// implements json.Marshaler is encoded by its MarshalJSON alone: its output
+// must be valid JSON, as encoding/json requires, and is stored as it is,
+// without the validating copy that json.Marshal makes. Other types go
+// through json.Marshal.
+func encodeState[S any](state *S) (json.RawMessage, error) {
+	if m, ok := any(state).(json.Marshaler); ok {
+		return m.MarshalJSON()
+	}
+	return json.Marshal(state)
 }

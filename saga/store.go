@@ -23,7 +23,9 @@ import (
 //   - Stores hand out copies: a caller may keep what Load returns, but must
 //     not modify the events' byte slices (State, Payload), which a store may
 //     share; likewise a caller must not modify those of events it has given
-//     to Create or Append.
+//     to Create or Append. A store must not keep the slice given to Create
+//     or Append after the call returns (it keeps copies of the events): the
+//     coordinator reuses it.
 //   - After Close, every method fails with an error wrapping ErrClosed.
 type Store interface {
 	// Create stores a new instance whose log is events, which must start
