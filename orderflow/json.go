@@ -11,7 +11,12 @@ import (
 
 // MarshalJSON encodes the order as its struct tags say.
 func (o Order) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 256)
+	size := 200 + len(o.ID) + len(o.Customer.Name) + len(o.Customer.Email) + len(o.Customer.Address) +
+		len(o.ChargeID) + len(o.ReservationID) + len(o.TrackingNumber)
+	for _, it := range o.Items {
+		size += 50 + len(it.Name)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"order_id":`...)
 	b = appendJSONString(b, o.ID)
 	b = append(b, `,"customer":`...)

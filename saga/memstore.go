@@ -3,6 +3,7 @@ package saga
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -57,10 +58,61 @@ type memShard struct {
 }
 
 type memLog struct {
+	id, run    string
 	definition string
+	version    int
 	order      uint64 // creation order, for Unfinished
-	events     []Event
+	events     []memEvent
 	ended      bool
+}
+
+// memEvent is an Event as a memory store keeps it: without what every
+// event of a log shares (saga ID, run, definition and version, which only
+// the first event carries), and with the fields of signals, which few
+// events have, behind a pointer. It is half the size of an Event.
+type memEvent struct {
+	seq     uint64
+	typ     EventType
+	attempt int
+	time    time.Time
+	at      time.Time
+	step    string
+	err     string
+	state   json.RawMessage
+	signal  *memSignal
+}
+
+type memSignal struct {
+	name, dedupKey string
+	payload        json.RawMessage
+}
+
+func (l *memLog) add(events []Event) {
+	for i := range events {
+		e := &events[i]
+		m := memEvent{seq: e.Seq, typ: e.Type, attempt: e.Attempt, time: e.Time, at: e.At, step: e.Step, err: e.Error, state: e.State}
+		if e.Signal != "" || e.DedupKey != "" || e.Payload != nil {
+			m.signal = &memSignal{name: e.Signal, dedupKey: e.DedupKey, payload: e.Payload}
+		}
+		l.events = append(l.events, m)
+	}
+}
+
+func (l *memLog) load() []Event {
+	out := make([]Event, len(l.events))
+	for i := range l.events {
+		m := &l.events[i]
+		e := &out[i]
+		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, m.seq, m.typ, m.time
+		e.Step, e.Attempt, e.Error, e.At, e.State = m.step, m.attempt, m.err, m.at, m.state
+		if m.signal != nil {
+			e.Signal, e.DedupKey, e.Payload = m.signal.name, m.signal.dedupKey, m.signal.payload
+		}
+	}
+	if len(out) > 0 {
+		out[0].Definition, out[0].Version = l.definition, l.version
+	}
+	return out
 }
 
 type finishedEntry struct {
@@ -101,10 +153,14 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	// Room for a few steps' worth of events, so that a log grows by
 	// reallocation once or twice rather than at every other append.
 	l := &memLog{
+		id:         id,
+		run:        events[0].Run,
 		definition: events[0].Definition,
-		events:     append(make([]Event, 0, max(len(events), 12)), events...),
+		version:    events[0].Version,
+		events:     make([]memEvent, 0, max(len(events), 12)),
 		ended:      events[len(events)-1].Ends(),
 	}
+	l.add(events)
 	sh := s.shard(id)
 	sh.mu.Lock()
 	if _, ok := sh.logs[id]; ok {
@@ -142,8 +198,11 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 		n := len(l.events)
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
+	case events[0].Run != l.run:
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: run %q appended to the log of run %q", ErrInvalidEvent, events[0].Run, l.run)
 	}
-	l.events = append(l.events, events...)
+	l.add(events)
 	l.ended = events[len(events)-1].Ends()
 	ended := l.ended
 	sh.mu.Unlock()
@@ -199,7 +258,7 @@ func (s *MemoryStore) Load(_ context.Context, sagaID string) ([]Event, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, sagaID)
 	}
-	return slices.Clone(l.events), nil
+	return l.load(), nil
 }
 
 // Unfinished implements [Store].

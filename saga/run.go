@@ -126,13 +126,11 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 	}
 	inst.mu.Lock()
 	if err == nil {
-		events := []Event{{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}}
+		then := Event{Type: EventSagaCompleted}
 		if i+1 < len(c.def.steps) {
-			events = append(events, Event{Type: EventStepStarted, Step: c.def.steps[i+1].Name, Attempt: 1})
-		} else {
-			events = append(events, Event{Type: EventSagaCompleted})
+			then = Event{Type: EventStepStarted, Step: c.def.steps[i+1].Name, Attempt: 1}
 		}
-		if err := c.commit(inst, events...); err != nil {
+		if err := c.commit(inst, Event{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}, then); err != nil {
 			return c.storeFailed(inst, err)
 		}
 		inst.state = *state

@@ -10,8 +10,9 @@ import (
 //
 // The contract every implementation keeps (package sagatest checks it):
 //
-//   - A log is a sequence of events numbered 1, 2, 3 … without gaps. The
-//     first is an [EventSagaStarted]; [EventSagaCompleted] and
+//   - A log is a sequence of events numbered 1, 2, 3 … without gaps, all
+//     with the same Run. The first is an [EventSagaStarted], the only one
+//     that names the Definition and Version; [EventSagaCompleted] and
 //     [EventSagaCompensated] end it, and nothing may be appended after them.
 //   - Create and Append are atomic: all of the given events are stored, or
 //     none is. When they return nil the events are as durable as the store
@@ -97,6 +98,10 @@ func CheckAppend(sagaID string, last uint64, events []Event) error {
 			return fmt.Errorf("%w: event %d: a log starts with, and only with, %v", ErrInvalidEvent, i, EventSagaStarted)
 		case e.Type == EventSagaStarted && e.Definition == "":
 			return fmt.Errorf("%w: event %d: %v without a definition name", ErrInvalidEvent, i, e.Type)
+		case e.Type != EventSagaStarted && (e.Definition != "" || e.Version != 0):
+			return fmt.Errorf("%w: event %d: only %v names the definition", ErrInvalidEvent, i, EventSagaStarted)
+		case e.Run != events[0].Run:
+			return fmt.Errorf("%w: event %d has run %q, not %q", ErrInvalidEvent, i, e.Run, events[0].Run)
 		case e.Ends() && i != len(events)-1:
 			return fmt.Errorf("%w: event %d ends the log but is not last", ErrInvalidEvent, i)
 		}

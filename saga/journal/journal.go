@@ -318,6 +318,8 @@ func (j *Journal) check(r *record) error {
 		return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
 	case uint64(len(e.events)) != r.expected:
 		return fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, len(e.events), r.expected)
+	case r.events[0].Run != e.events[0].Run:
+		return fmt.Errorf("%w: run %q appended to the log of run %q", saga.ErrInvalidEvent, r.events[0].Run, e.events[0].Run)
 	}
 	return nil
 }

@@ -486,6 +486,23 @@ func testAppendInvalid(t *testing.T, s saga.Store, _ Capabilities) {
 			e[1].SagaID = "order-2"
 			return e
 		}},
+		{"events of another run", id, func() []saga.Event {
+			e := valid()
+			for i := range e {
+				e[i].Run = "another-run"
+			}
+			return e
+		}},
+		{"second event of another run", id, func() []saga.Event {
+			e := valid()
+			e[1].Run = "another-run"
+			return e
+		}},
+		{"a definition after the first event", id, func() []saga.Event {
+			e := valid()
+			e[0].Definition = "orders"
+			return e
+		}},
 		{"seq repeats the last", id, func() []saga.Event {
 			e := valid()
 			for i := range e {
