@@ -30,7 +30,9 @@
 // ORDER_VALIDATED, PAYMENT_PROCESSED, INVENTORY_RESERVED, ORDER_SHIPPED and
 // ORDER_COMPLETED for a good order; for one that fails, the failed step's
 // event with Success false, the compensations newest first
-// (INVENTORY_RELEASED, PAYMENT_REFUNDED) and ORDER_CANCELED.
+// (INVENTORY_RELEASED, PAYMENT_REFUNDED; the failed step's own, such as
+// SHIPMENT_CANCELED, first when it timed out rather than being refused) and
+// ORDER_CANCELED.
 // [System.Subscribe] streams the same events live.
 //
 // # Services

@@ -14,9 +14,11 @@ type EventType string
 // The order events. A good order records ORDER_CREATED, ORDER_VALIDATED,
 // PAYMENT_PROCESSED, INVENTORY_RESERVED, ORDER_SHIPPED and ORDER_COMPLETED.
 // An order that fails at a step records that step's event with Success
-// false, then the compensations of the steps that had succeeded, newest
-// first (SHIPMENT_CANCELED, INVENTORY_RELEASED, PAYMENT_REFUNDED), then
-// ORDER_CANCELED.
+// false, then the compensations, newest first (SHIPMENT_CANCELED,
+// INVENTORY_RELEASED, PAYMENT_REFUNDED), then ORDER_CANCELED. The
+// compensations are those of the steps that had succeeded, and of the
+// failed step itself when its outcome is unknown (it timed out or kept
+// failing, rather than being refused), since it may have taken effect.
 const (
 	EventOrderCreated      EventType = "ORDER_CREATED"
 	EventOrderValidated    EventType = "ORDER_VALIDATED"
@@ -72,6 +74,12 @@ type OrderEvent struct {
 	// A failed step (Success false) has error and attempts instead; a
 	// compensation that gave up has error. Amounts are Money.
 	Data map[string]any `json:"data,omitempty"`
+}
+
+// settles reports whether e is the last event of a settled order: it
+// completed, was canceled, or a compensation gave up (stuck).
+func (e *OrderEvent) settles() bool {
+	return e.Type == EventOrderCompleted || e.Type == EventOrderCanceled || (e.Compensation && !e.Success)
 }
 
 // stepEvents gives each step's forward event, compensation event and

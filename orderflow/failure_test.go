@@ -178,12 +178,15 @@ func TestHangingServiceTimesOutAndCompensates(t *testing.T) {
 		ok(orderflow.EventPaymentProcessed),
 		ok(orderflow.EventInventoryReserved),
 		fail(orderflow.EventOrderShipped),
+		undo(orderflow.EventShipmentCanceled), // a timed-out booking may have happened
 		undo(orderflow.EventInventoryReleased),
 		undo(orderflow.EventPaymentRefunded),
 		undo(orderflow.EventOrderCanceled),
 	}, f.events(id))
 	f.ledger(map[string]orderflow.OrderStatus{id: st})
-	assert.Empty(t, f.shipping.Shipments(), "a hung booking never happened")
+	shipments := f.shipping.Shipments()
+	require.Len(t, shipments, 1)
+	assert.True(t, shipments[0].Voided, "the hung booking never happened: its cancellation voided the key")
 }
 
 func TestStuckRefundIsReportedAndRetried(t *testing.T) {
@@ -211,6 +214,11 @@ func TestStuckRefundIsReportedAndRetried(t *testing.T) {
 	assert.False(t, last.Success)
 	assert.True(t, last.Compensation)
 
+	waited, err := f.sys.Wait(context.Background(), id)
+	require.NoError(t, err, "a stuck order has settled: Wait returns")
+	assert.True(t, waited.Stuck)
+	assert.Equal(t, orderflow.StatusCompensating, waited.Status)
+
 	h := f.sys.Health(context.Background())
 	assert.Equal(t, saga.HealthDegraded, h.State)
 	assert.Equal(t, []string{id}, h.StuckIDs)
@@ -220,6 +228,11 @@ func TestStuckRefundIsReportedAndRetried(t *testing.T) {
 	remove()
 	require.NoError(t, f.sys.Retry(context.Background(), id))
 	st = f.wait(id)
+	w, err := f.sys.Subscribe(context.Background(), id) // replays past the earlier stuck event
+	require.NoError(t, err)
+	replayed := collect(t, w)
+	w.Close()
+	assert.Equal(t, orderflow.EventOrderCanceled, replayed[len(replayed)-1].Type)
 	assert.Equal(t, orderflow.StatusFailed, st.Status)
 	assert.False(t, st.Stuck)
 	f.ledger(map[string]orderflow.OrderStatus{id: st})
@@ -281,4 +294,44 @@ func TestNewestEventOfOrderInFlightIsNotProcessed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, orderflow.StatusCompensating, st.Status)
 	assert.Contains(t, st.Error, errNoCourier.Error())
+}
+
+// lateGateway charges and then fails to answer in time: the charge
+// happened, but the saga only sees a timeout.
+type lateGateway struct{ *orderflow.PaymentService }
+
+func (g lateGateway) Charge(ctx context.Context, req orderflow.ChargeRequest) (string, error) {
+	if _, err := g.PaymentService.Charge(ctx, req); err != nil {
+		return "", err
+	}
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+func TestTimedOutChargeThatHappenedIsRefunded(t *testing.T) {
+	t.Parallel()
+	const timeout = 10 * time.Second
+	f := setup(t, func(c *orderflow.Config) {
+		c.Payment = lateGateway{c.Payment.(*orderflow.PaymentService)}
+		c.StepTimeout = timeout
+		c.Retry = saga.RetryPolicy{MaxAttempts: 1}
+	})
+	id := f.place(laptop("ada@example.com"))
+	seq := sagatest.WaitEvent(t, f.sys.Coordinator(), id, saga.EventStepSucceeded, 0).Seq // validate
+	f.timeOut(id, seq, timeout)
+
+	st := f.wait(id)
+	assert.Equal(t, orderflow.StatusFailed, st.Status)
+	assert.Equal(t, []history{
+		ok(orderflow.EventOrderCreated),
+		ok(orderflow.EventOrderValidated),
+		fail(orderflow.EventPaymentProcessed),
+		undo(orderflow.EventPaymentRefunded), // the outcome was unknown: undone anyway
+		undo(orderflow.EventOrderCanceled),
+	}, f.events(id))
+	_, used := f.payment.Credit("ada@example.com")
+	assert.Zero(t, used, "the customer is not left charged for a canceled order")
+	charges := f.payment.Charges()
+	require.Len(t, charges, 1)
+	assert.True(t, charges[0].Refunded)
 }

@@ -35,7 +35,7 @@ func TestPermanentErrorCompensatesInReverseOrder(t *testing.T) {
 		"step_started payment #1", "step_succeeded payment #1",
 		"step_started inventory #1", "step_succeeded inventory #1",
 		"step_started shipping #1", "step_attempt_failed shipping #1",
-		"step_failed shipping #1", "compensation_started shipping",
+		"step_failed shipping #1", "compensation_started inventory", // refused: shipping did nothing
 		"step_compensated inventory #1", "step_compensated payment #1",
 		"saga_compensated",
 	}, kinds(events))
@@ -55,7 +55,7 @@ func TestFailureAtFirstStepHasNothingToUndo(t *testing.T) {
 	assert.Equal(t, saga.StatusCompensated, snap.Status)
 	assert.Equal(t, []string{
 		"saga_started", "step_started validate #1", "step_attempt_failed validate #1",
-		"step_failed validate #1", "compensation_started validate", "saga_compensated",
+		"step_failed validate #1", "compensation_started", "saga_compensated",
 	}, kinds(logOf(t, h, id)))
 }
 
@@ -125,7 +125,7 @@ func TestCompensationExhaustedIsStuckUntilRetried(t *testing.T) {
 		"saga_started",
 		"step_started payment #1", "step_succeeded payment #1",
 		"step_started shipping #1", "step_attempt_failed shipping #1",
-		"step_failed shipping #1", "compensation_started shipping",
+		"step_failed shipping #1", "compensation_started payment",
 		"compensation_attempt_failed payment #1", "retry_scheduled payment #2",
 		"compensation_attempt_failed payment #2", "saga_stuck payment",
 		"compensation_started",

@@ -29,10 +29,14 @@ type Step[S any] struct {
 	// Action does the step's work. It is required.
 	Action Action[S]
 
-	// Compensate undoes Action after a later step failed. Optional: a step
-	// without one has nothing to undo. A compensation must be idempotent
-	// and should not fail permanently: it is retried until
-	// CompensationRetry gives up, and then the instance is stuck.
+	// Compensate undoes Action after a later step failed, and after Action
+	// itself gave up with an error that is not permanent: a timeout or a
+	// transient failure leaves unknown whether Action took effect, so its
+	// undo runs too. A compensation must therefore be idempotent and do
+	// nothing when Action never took effect (the idempotency key tells
+	// which). Optional: a step without one has nothing to undo. It should
+	// not fail permanently: it is retried until CompensationRetry gives
+	// up, and then the instance is stuck.
 	Compensate Action[S]
 
 	// Retry says how often and how fast Action is retried. Zero fields

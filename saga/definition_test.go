@@ -146,6 +146,7 @@ func TestMermaid(t *testing.T) {
     completed([completed])
     c1["undo payment"]
     c2["undo inventory"]
+    c3["undo shipping"]
     compensated([compensated])
     start --> s0
     s0 --> s1
@@ -153,10 +154,14 @@ func TestMermaid(t *testing.T) {
     s2 --> s3
     s3 --> completed
     s0 -. fails .-> compensated
-    s1 -. fails .-> compensated
-    s2 -. fails .-> c1
-    s3 -. fails .-> c2
+    s1 -. fails .-> c1
+    s1 -. refused .-> compensated
+    s2 -. fails .-> c2
+    s2 -. refused .-> c1
+    s3 -. fails .-> c3
+    s3 -. refused .-> c2
     c1 -.-> compensated
     c2 -.-> c1
+    c3 -.-> c2
 `, def.Mermaid())
 }

@@ -34,6 +34,9 @@
 // panic is recovered into a [*PanicError] and counts as a failed attempt.
 // When a step gives up, or the saga deadline passes, the compensations of
 // the completed steps run newest first, each retried with capped backoff;
+// when the step gave up with an error that is not permanent (a timeout, a
+// transient failure), its own compensation runs first, since its action may
+// have taken effect;
 // past its limit the instance is stuck and reported by Health rather than
 // silently abandoned.
 //

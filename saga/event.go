@@ -32,7 +32,10 @@ const (
 	// were spent, its error was permanent, or the saga deadline passed.
 	EventStepFailed
 	// EventCompensationStarted records that the saga is undoing its
-	// completed steps, because of Error.
+	// steps, because of Error, starting with Step: the failed step itself
+	// when its outcome is unknown, else the newest completed step with a
+	// compensation; empty when there is nothing to undo, or when an
+	// operator retried a stuck instance.
 	EventCompensationStarted
 	// EventStepCompensated records that Step's compensation succeeded;
 	// State is the state after it.

@@ -86,7 +86,8 @@ func ExampleDefinition_Mermaid() {
 	//     start --> s0
 	//     s0 --> s1
 	//     s1 --> completed
-	//     s0 -. fails .-> compensated
+	//     s0 -. fails .-> c0
+	//     s0 -. refused .-> compensated
 	//     s1 -. fails .-> c0
 	//     c0 -.-> compensated
 }

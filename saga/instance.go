@@ -178,8 +178,14 @@ func (p *progress[S]) apply(e *Event, decode bool) error {
 		if e.Error != "" {
 			p.lastErr = e.Error
 		}
-		if p.status != StatusStuck { // a retried stuck saga resumes where it stopped
+		switch {
+		case p.status == StatusStuck: // a retried stuck saga resumes where it stopped
+		case stepIdx < 0:
 			p.step = p.undoBelow(p.done)
+		case stepIdx > p.done || p.def.steps[stepIdx].Compensate == nil:
+			return fmt.Errorf("%w: compensation cannot start at %q (seq %d)", ErrInvalidEvent, e.Step, e.Seq)
+		default:
+			p.step = stepIdx
 		}
 		p.attempt, p.retryAt = 1, time.Time{}
 	case EventStepCompensated:

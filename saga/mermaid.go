@@ -6,10 +6,12 @@ import (
 )
 
 // Mermaid renders the saga as a Mermaid flowchart: the steps in order from
-// start to completed, and for each step the dotted path that a failure
-// there takes back through the compensations of the steps before it, newest
-// first, to compensated. The output is stable, so it can be checked into a
-// README.
+// start to completed, and for each step the dotted paths a failure there
+// takes back through the compensations, newest first, to compensated. A
+// step with a compensation has two: "fails" (its outcome is unknown, so
+// its own compensation runs first) and "refused" (a permanent error: it
+// did nothing, so the undo starts below it). The output is stable, so it
+// can be checked into a README.
 func (d *Definition[S]) Mermaid() string {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
@@ -18,9 +20,7 @@ func (d *Definition[S]) Mermaid() string {
 		fmt.Fprintf(&b, "    s%d[%s]\n", i, mermaidLabel(s.Name))
 	}
 	b.WriteString("    completed([completed])\n")
-	// The last step's compensation can never run: no later step can fail.
-	undoable := d.steps[:len(d.steps)-1]
-	for i, s := range undoable {
+	for i, s := range d.steps {
 		if s.Compensate != nil {
 			fmt.Fprintf(&b, "    c%d[%s]\n", i, mermaidLabel("undo "+s.Name))
 		}
@@ -34,21 +34,26 @@ func (d *Definition[S]) Mermaid() string {
 	}
 	fmt.Fprintf(&b, "    %s --> completed\n", prev)
 
-	// A failure at step i runs the compensations of steps i-1 … 0.
-	next := "compensated" // where the chain of compensations below i leads
-	undo := make([]string, len(d.steps))
+	// below[i] is where the undo of the steps before i starts.
+	next := "compensated"
+	below := make([]string, len(d.steps))
 	for i, s := range d.steps {
-		undo[i] = next
+		below[i] = next
 		if s.Compensate != nil {
 			next = fmt.Sprintf("c%d", i)
 		}
 	}
-	for i := range d.steps {
-		fmt.Fprintf(&b, "    s%d -. fails .-> %s\n", i, undo[i])
-	}
-	for i, s := range undoable {
+	for i, s := range d.steps {
 		if s.Compensate != nil {
-			fmt.Fprintf(&b, "    c%d -.-> %s\n", i, undo[i])
+			fmt.Fprintf(&b, "    s%d -. fails .-> c%d\n", i, i)
+			fmt.Fprintf(&b, "    s%d -. refused .-> %s\n", i, below[i])
+		} else {
+			fmt.Fprintf(&b, "    s%d -. fails .-> %s\n", i, below[i])
+		}
+	}
+	for i, s := range d.steps {
+		if s.Compensate != nil {
+			fmt.Fprintf(&b, "    c%d -.-> %s\n", i, below[i])
 		}
 	}
 	return b.String()

@@ -154,10 +154,21 @@ func (c *Coordinator[S]) giveUp(inst *instance[S], cause error, attemptFailed bo
 	if attemptFailed {
 		events = append(events, Event{Type: EventStepAttemptFailed, Step: step, Attempt: inst.attempt, Error: msg})
 	}
+	// A permanent error is an answer: the step did nothing, and the undo
+	// starts below it. Any other failure (a timeout above all) leaves the
+	// step's outcome unknown, so its own compensation runs first.
+	from := inst.undoBelow(inst.done)
+	if !IsPermanent(cause) && c.def.steps[inst.step].Compensate != nil {
+		from = inst.step
+	}
+	first := ""
+	if from >= 0 {
+		first = c.def.steps[from].Name
+	}
 	events = append(events,
 		Event{Type: EventStepFailed, Step: step, Attempt: inst.attempt, Error: msg},
-		Event{Type: EventCompensationStarted, Step: step, Error: msg})
-	if inst.undoBelow(inst.done) < 0 {
+		Event{Type: EventCompensationStarted, Step: first, Error: msg})
+	if from < 0 {
 		events = append(events, Event{Type: EventSagaCompensated})
 	}
 	if err := c.commit(inst, events...); err != nil {
