@@ -37,7 +37,8 @@ var (
 	// ErrUnavailable is what an injected fault returns unless it names its
 	// own error: a transient outage, retried.
 	ErrUnavailable = errors.New("orderflow: service unavailable")
-	// ErrNotFound means no order has that ID.
+	// ErrNotFound means no order has that ID (or it finished longer ago
+	// than Config.Retention). It does not wrap saga.ErrNotFound.
 	ErrNotFound = errors.New("orderflow: order not found")
 	// ErrIdempotencyKeyReused means a request reused the order ID or
 	// idempotency key of an existing order with different contents.
@@ -61,6 +62,7 @@ type Problem struct {
 	Err error
 }
 
+// String returns "field: message".
 func (p Problem) String() string { return p.Field + ": " + p.Message }
 
 // ValidationError lists every problem found in a rejected request. It wraps
@@ -70,6 +72,7 @@ type ValidationError struct {
 	Problems []Problem
 }
 
+// Error lists the problems, each as "field: message".
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
@@ -94,6 +97,7 @@ type TransitionError struct {
 	From, To Status
 }
 
+// Error names both statuses.
 func (e *TransitionError) Error() string {
 	return fmt.Sprintf("%v: %v → %v", ErrInvalidTransition, e.From, e.To)
 }

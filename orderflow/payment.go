@@ -79,8 +79,9 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 // OpenPaymentService returns a PaymentService that keeps its state in the
 // file at path: it replays what the file holds, and writes and fsyncs
 // every change before acknowledging it, so charges stay deduplicated by
-// key across crashes and restarts. Only one service at a time may use a
-// file. Close it when done.
+// key across crashes and restarts. Nothing locks the file: keep it to one
+// service at a time (a System with Config.Dir does, through its journal's
+// directory lock). Close it when done.
 func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error) {
 	p := NewPaymentService(cfg)
 	l, err := openLedger(path, p.apply)

@@ -25,6 +25,14 @@ type Config struct {
 	// saga.Config for its defaults.
 	Engine saga.Config
 
+	// Retention is how long a finished order (completed or failed) stays
+	// readable by GetStatus and GetEvents before the store forgets it,
+	// which keeps memory bounded by the orders in flight. It applies to the
+	// store the System creates (the memory store, or the journal in Dir);
+	// a store passed in Engine.Store keeps its own policy. Defaults to 24
+	// hours.
+	Retention time.Duration
+
 	// Dir, if set, keeps the orders on disk so that they survive crashes
 	// and restarts: the engine's store defaults to a journal in
 	// Dir/journal (see package saga/journal), and the bundled services the
@@ -111,6 +119,11 @@ func New(cfg Config) (*System, error) {
 		return nil, fmt.Errorf("%w: negative StepTimeout", ErrInvalidConfig)
 	case cfg.OrderTimeout < 0:
 		return nil, fmt.Errorf("%w: negative OrderTimeout", ErrInvalidConfig)
+	case cfg.Retention < 0:
+		return nil, fmt.Errorf("%w: negative Retention", ErrInvalidConfig)
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 24 * time.Hour
 	}
 	if cfg.StepTimeout == 0 {
 		cfg.StepTimeout = 10 * time.Second
@@ -127,6 +140,11 @@ func New(cfg Config) (*System, error) {
 	s := &System{}
 	if err := s.openDir(&cfg); err != nil {
 		return nil, errors.Join(err, s.closeAll())
+	}
+	if cfg.Engine.Store == nil {
+		m := saga.NewMemoryStore(saga.MemoryConfig{Clock: cfg.Engine.Clock, Retention: cfg.Retention})
+		s.closers = append(s.closers, m.Close)
+		cfg.Engine.Store = m
 	}
 	if cfg.Payment == nil {
 		cfg.Payment = NewPaymentService(PaymentConfig{Clock: cfg.Engine.Clock, RequireRegistration: cfg.RequireRegisteredCustomers})
@@ -187,7 +205,8 @@ func (s *System) openDir(cfg *Config) error {
 		return nil
 	}
 	if cfg.Engine.Store == nil {
-		j, err := journal.Open(filepath.Join(cfg.Dir, "journal"), journal.Options{Clock: cfg.Engine.Clock, Logger: cfg.Engine.Logger})
+		j, err := journal.Open(filepath.Join(cfg.Dir, "journal"),
+			journal.Options{Clock: cfg.Engine.Clock, Logger: cfg.Engine.Logger, Retention: cfg.Retention})
 		if err != nil {
 			return err
 		}
@@ -270,6 +289,8 @@ func (s *System) Shipping() Shipping { return s.shipping }
 // Receipt acknowledges an order: once ProcessOrder returns it, the order
 // exists and its saga runs on its own.
 type Receipt struct {
+	// Success is true in every receipt ProcessOrder returns with a nil
+	// error; it is there for clients that read the receipt as JSON.
 	Success   bool      `json:"success"`
 	OrderID   string    `json:"order_id"`
 	Message   string    `json:"message"`
@@ -452,22 +473,23 @@ func (s *System) notFound(orderID string, err error) error {
 	return err
 }
 
-// Wait waits until the order ends (completed or failed) and returns its
-// status. It returns ctx's error if ctx ends first, an error wrapping
-// ErrNotFound for an unknown order, and saga.ErrStopped if the System shuts
-// down first.
+// Wait waits until the order has settled and returns its status: it
+// completed or failed, or a compensation gave up and the order is stuck
+// (Stuck set, status compensating) until Retry. It returns ctx's error if
+// ctx ends first, an error wrapping ErrNotFound for an unknown order, and
+// saga.ErrStopped if the System shuts down first.
 func (s *System) Wait(ctx context.Context, orderID string) (OrderStatus, error) {
 	w, err := s.Subscribe(ctx, orderID)
 	if err != nil {
 		return OrderStatus{}, err
 	}
-	ended := false
+	settled := false
 	for e := range w.Events() {
-		ended = e.Type == EventOrderCompleted || e.Type == EventOrderCanceled
+		settled = e.settles()
 	}
 	w.Close()
 	switch {
-	case ended:
+	case settled:
 		return s.GetStatus(ctx, orderID)
 	case ctx.Err() != nil:
 		return OrderStatus{}, ctx.Err()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -211,4 +212,20 @@ func TestWait(t *testing.T) {
 	cancel()
 	_, err = f.sys.Wait(ctx, id)
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestFinishedOrdersAreForgottenAfterRetention(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *orderflow.Config) { c.Retention = time.Hour })
+	old := f.wait(f.place(laptop("ada@example.com")))
+	f.clock.Advance(2 * time.Hour)
+	recent := f.wait(f.place(laptop("bob@example.com"))) // its end sweeps the expired ones
+
+	_, err := f.sys.GetStatus(context.Background(), old.OrderID)
+	assert.ErrorIs(t, err, orderflow.ErrNotFound)
+	_, err = f.sys.GetStatus(context.Background(), recent.OrderID)
+	assert.NoError(t, err)
+
+	_, err = orderflow.New(orderflow.Config{Retention: -time.Second})
+	assert.ErrorIs(t, err, orderflow.ErrInvalidConfig)
 }

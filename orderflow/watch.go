@@ -15,8 +15,9 @@ type Watch struct {
 	once   sync.Once
 }
 
-// Events returns the stream. It is closed after the order's last event
-// (ORDER_COMPLETED or ORDER_CANCELED), when the Watch is closed, when its
+// Events returns the stream. It is closed after the event that settles the
+// order (ORDER_COMPLETED, ORDER_CANCELED, or a compensation that gave up,
+// leaving the order stuck until Retry), when the Watch is closed, when its
 // context ends, or when the System shuts down.
 func (w *Watch) Events() <-chan OrderEvent { return w.ch }
 
@@ -64,14 +65,17 @@ func (s *System) stream(ctx context.Context, orderID string, log []saga.Event, s
 				continue
 			}
 			last = e.Seq
-			if oe, ok := m.next(e, i+1 < len(batch)); ok {
+			oe, ok := m.next(e, i+1 < len(batch))
+			if ok {
 				select {
 				case out <- oe:
 				case <-ctx.Done():
 					return false
 				}
 			}
-			if e.Ends() {
+			// A stuck order may have been retried since: only the newest
+			// event settles it.
+			if e.Ends() || (ok && oe.settles() && i+1 == len(batch)) {
 				return false
 			}
 		}

@@ -76,7 +76,9 @@ type Health struct {
 
 // Health reports the coordinator's state. It walks the running instances,
 // so it costs time proportional to their number; call it for probes and
-// dashboards, not per request.
+// dashboards, not per request. The counts move just after an instance's
+// last event is published: a subscriber that has just received that event
+// may, for a moment, still find the instance counted in flight.
 func (c *Coordinator[S]) Health(ctx context.Context) Health {
 	now := c.clock.Now()
 	h := Health{

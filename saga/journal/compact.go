@@ -29,7 +29,7 @@ import (
 // it leaves a base that Open recognises as superseding the rest.
 
 // Compact compacts the journal now and waits until it is done. It returns
-// saga.ErrClosed after Close, an error if a compaction (possibly an
+// saga.ErrClosed after Close, ErrCompacting if a compaction (possibly an
 // automatic one) is already running, and an error if writing the base
 // failed, in which case the journal is as it was.
 func (j *Journal) Compact(ctx context.Context) error {
@@ -69,7 +69,7 @@ func (j *Journal) startCompaction(done chan<- error) {
 		case base := <-j.compactDone: // it has ended, and its caller may have returned
 			j.compacted(base)
 		default:
-			report(errors.New("journal: a compaction is already running"))
+			report(ErrCompacting)
 			return
 		}
 	}

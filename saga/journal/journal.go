@@ -19,7 +19,9 @@
 // before their fsync would lose), as a database shows a transaction to the
 // connection that is committing it; compaction drops finished instances older than the
 // retention period from memory and from the directory. One process at a
-// time may open a directory: a second Open fails with ErrLocked.
+// time may open a directory: a second Open fails with ErrLocked. The lock
+// is flock(2), so the journal runs on Unix systems (Linux, macOS, the BSDs);
+// elsewhere Open fails.
 package journal
 
 import (
@@ -46,6 +48,9 @@ var (
 	ErrLocked = errors.New("journal: directory is in use by another journal")
 	// ErrCorrupt is wrapped by *CorruptionError.
 	ErrCorrupt = errors.New("journal: corrupt")
+	// ErrCompacting means Compact was called while a compaction, possibly
+	// an automatic one, was running.
+	ErrCompacting = errors.New("journal: a compaction is already running")
 )
 
 // CorruptionError reports damage that is not a torn tail: a record that
@@ -58,6 +63,7 @@ type CorruptionError struct {
 	Reason string
 }
 
+// Error names the file, the offset and the damage.
 func (e *CorruptionError) Error() string {
 	return fmt.Sprintf("journal: corrupt record in %s at offset %d: %s", e.File, e.Offset, e.Reason)
 }
