@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
 )
@@ -18,6 +19,11 @@ type InventoryConfig struct {
 	// added, with ErrUnknownProduct. Defaults to false: such products have
 	// unlimited stock.
 	EnforceCatalog bool
+	// KeepFor is how long the service remembers an operation by its key.
+	// After that, a call with the key is treated as a new one, and an undo
+	// as the undo of an operation that never happened, so keep it well
+	// beyond the time any order can take to finish. Defaults to 0: forever.
+	KeepFor time.Duration
 }
 
 // InventoryService is an in-memory Inventory and ProductCatalog: products
@@ -34,6 +40,7 @@ type InventoryService struct {
 	ledger       *ledger
 	products     map[string]*stock
 	reservations map[string]*Reservation // by idempotency key
+	window       window
 	n            int
 }
 
@@ -69,6 +76,7 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 	return &InventoryService{
 		Faults:       Faults{clock: cfg.Clock},
 		enforce:      cfg.EnforceCatalog,
+		window:       window{keep: cfg.KeepFor, clock: cfg.Clock},
 		products:     make(map[string]*stock),
 		reservations: make(map[string]*Reservation),
 	}
@@ -129,6 +137,7 @@ func (s *InventoryService) apply(c inventoryChange) error {
 		}
 		s.n++
 		s.reservations[r.Key] = &r
+		remember(&s.window, s.reservations, r.Key)
 	case c.Op == "release" && s.reservations[c.Key] != nil && s.reservations[c.Key].ID != "":
 		r := s.reservations[c.Key]
 		r.Released = true
@@ -141,6 +150,7 @@ func (s *InventoryService) apply(c inventoryChange) error {
 		}
 	case c.Op == "void" && s.reservations[c.Key] == nil:
 		s.reservations[c.Key] = &Reservation{Key: c.Key, OrderID: c.Order, Voided: true}
+		remember(&s.window, s.reservations, c.Key)
 	default:
 		return fmt.Errorf("orderflow: inventory change %q does not apply", c.Op)
 	}

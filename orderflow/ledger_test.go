@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/orderflow"
 )
 
@@ -123,4 +125,49 @@ func TestServiceFileTornTailIsCutAndDamageRefused(t *testing.T) {
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, damaged, after, "the damaged file is left for inspection")
+}
+
+func TestServicesForgetKeysAfterKeepFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewFake(time.Time{})
+	pay := orderflow.NewPaymentService(orderflow.PaymentConfig{Clock: clk, KeepFor: time.Minute})
+	inv := orderflow.NewInventoryService(orderflow.InventoryConfig{Clock: clk, KeepFor: time.Minute})
+	ship := orderflow.NewShippingService(orderflow.ShippingConfig{Clock: clk, KeepFor: time.Minute})
+	items := []orderflow.Item{{Name: "pen", Price: 100, Quantity: 1}}
+
+	first, err := pay.Charge(ctx, chargeReq("old", "ada@example.com", 100))
+	require.NoError(t, err)
+	_, err = inv.Reserve(ctx, orderflow.ReserveRequest{Key: "old", Items: items})
+	require.NoError(t, err)
+	_, err = ship.CreateShipment(ctx, orderflow.ShipmentRequest{Key: "old"})
+	require.NoError(t, err)
+
+	clk.Advance(30 * time.Second) // within the window: still deduplicated
+	again, err := pay.Charge(ctx, chargeReq("old", "ada@example.com", 100))
+	require.NoError(t, err)
+	assert.Equal(t, first, again)
+
+	clk.Advance(time.Minute) // past it: the next record sweeps the old key out
+	_, err = pay.Charge(ctx, chargeReq("new", "ada@example.com", 100))
+	require.NoError(t, err)
+	_, err = inv.Reserve(ctx, orderflow.ReserveRequest{Key: "new", Items: items})
+	require.NoError(t, err)
+	_, err = ship.CreateShipment(ctx, orderflow.ShipmentRequest{Key: "new"})
+	require.NoError(t, err)
+	assert.Len(t, pay.Charges(), 1)
+	assert.Len(t, inv.Reservations(), 1)
+	assert.Len(t, ship.Shipments(), 1)
+	_, used := pay.Credit("ada@example.com")
+	assert.Equal(t, orderflow.Money(200), used, "forgetting a key keeps the credit it used")
+	_, held := inv.Stock("pen")
+	assert.Equal(t, 2, held)
+
+	forever := orderflow.NewPaymentService(orderflow.PaymentConfig{Clock: clk})
+	_, err = forever.Charge(ctx, chargeReq("k", "ada@example.com", 100))
+	require.NoError(t, err)
+	clk.Advance(1000 * time.Hour)
+	_, err = forever.Charge(ctx, chargeReq("k2", "ada@example.com", 100))
+	require.NoError(t, err)
+	assert.Len(t, forever.Charges(), 2, "KeepFor 0 remembers forever")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
 )
@@ -18,6 +19,11 @@ type PaymentConfig struct {
 	// limit (SetCreditLimit) with ErrUnknownCustomer. Defaults to false:
 	// such customers have unlimited credit.
 	RequireRegistration bool
+	// KeepFor is how long the service remembers an operation by its key.
+	// After that, a call with the key is treated as a new one, and an undo
+	// as the undo of an operation that never happened, so keep it well
+	// beyond the time any order can take to finish. Defaults to 0: forever.
+	KeepFor time.Duration
 }
 
 // PaymentService is an in-memory PaymentGateway and CustomerDirectory that
@@ -34,7 +40,8 @@ type PaymentService struct {
 	mu       sync.Mutex
 	ledger   *ledger
 	accounts map[string]*account // by email
-	charges  map[string]*Charge  // by idempotency key
+	window   window
+	charges  map[string]*Charge // by idempotency key
 	n        int
 }
 
@@ -71,6 +78,7 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	return &PaymentService{
 		Faults:              Faults{clock: cfg.Clock},
 		requireRegistration: cfg.RequireRegistration,
+		window:              window{keep: cfg.KeepFor, clock: cfg.Clock},
 		accounts:            make(map[string]*account),
 		charges:             make(map[string]*Charge),
 	}
@@ -127,6 +135,7 @@ func (p *PaymentService) apply(c paymentChange) error {
 	case c.Op == "charge" && c.Charge != nil && p.charges[c.Charge.Key] == nil:
 		ch := *c.Charge
 		p.charges[ch.Key] = &ch
+		remember(&p.window, p.charges, ch.Key)
 		p.account(ch.Email).used += ch.Amount
 		p.n++
 	case c.Op == "refund" && p.charges[c.Key] != nil && p.charges[c.Key].ID != "":
@@ -135,6 +144,7 @@ func (p *PaymentService) apply(c paymentChange) error {
 		p.accounts[ch.Email].used -= ch.Amount
 	case c.Op == "void" && p.charges[c.Key] == nil:
 		p.charges[c.Key] = &Charge{Key: c.Key, OrderID: c.Order, Voided: true}
+		remember(&p.window, p.charges, c.Key)
 	default:
 		return fmt.Errorf("orderflow: payment change %q does not apply", c.Op)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
 )
@@ -14,6 +15,11 @@ import (
 type ShippingConfig struct {
 	// Clock times injected delays. Defaults to clock.Real().
 	Clock clock.Clock
+	// KeepFor is how long the service remembers an operation by its key.
+	// After that, a call with the key is treated as a new one, and an undo
+	// as the undo of an operation that never happened, so keep it well
+	// beyond the time any order can take to finish. Defaults to 0: forever.
+	KeepFor time.Duration
 }
 
 // ShippingService is an in-memory Shipping: shipments are booked and
@@ -26,6 +32,7 @@ type ShippingService struct {
 	mu        sync.Mutex
 	ledger    *ledger
 	shipments map[string]*Shipment // by idempotency key
+	window    window
 	n         int
 }
 
@@ -51,7 +58,11 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &ShippingService{Faults: Faults{clock: cfg.Clock}, shipments: make(map[string]*Shipment)}
+	return &ShippingService{
+		Faults:    Faults{clock: cfg.Clock},
+		shipments: make(map[string]*Shipment),
+		window:    window{keep: cfg.KeepFor, clock: cfg.Clock},
+	}
 }
 
 // OpenShippingService returns a ShippingService that keeps its state in the
@@ -97,11 +108,13 @@ func (s *ShippingService) apply(c shippingChange) error {
 	case c.Op == "ship" && c.Shipment != nil && s.shipments[c.Shipment.Key] == nil:
 		sh := *c.Shipment
 		s.shipments[sh.Key] = &sh
+		remember(&s.window, s.shipments, sh.Key)
 		s.n++
 	case c.Op == "cancel" && s.shipments[c.Key] != nil:
 		s.shipments[c.Key].Canceled = true
 	case c.Op == "void" && s.shipments[c.Key] == nil:
 		s.shipments[c.Key] = &Shipment{Key: c.Key, OrderID: c.Order, Voided: true}
+		remember(&s.window, s.shipments, c.Key)
 	default:
 		return fmt.Errorf("orderflow: shipping change %q does not apply", c.Op)
 	}

@@ -82,11 +82,16 @@ func (s failingShipping) CreateShipment(ctx context.Context, req orderflow.Shipm
 	return s.ShippingService.CreateShipment(ctx, req)
 }
 
+// keepKeys is how long the services remember an operation by its key:
+// far longer than any order of a run takes, short enough that their memory
+// follows the orders in flight, as the engine's does.
+const keepKeys = 2 * time.Second
+
 func newServices(orders int) *services {
 	s := &services{
-		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{}),
-		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{}),
-		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{})},
+		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{KeepFor: keepKeys}),
+		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{KeepFor: keepKeys}),
+		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{KeepFor: keepKeys})},
 		stock:     2 * orders, // enough for every order: stock never fails one
 	}
 	for p := range products {
