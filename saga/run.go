@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/internal/backoff"
 )
 
@@ -287,7 +286,6 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, sagaDeadline
 	if bySaga {
 		deadline = sagaDeadline
 	}
-	ctx, cancel := clock.WithDeadline(c.runCtx, c.clock, deadline)
 	sc := &stepContext{
 		info: StepInfo{
 			SagaID:         inst.id,
@@ -299,9 +297,10 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, sagaDeadline
 		payload:   payload,
 		hasSignal: hasSignal,
 	}
-	err := call(context.WithValue(ctx, stepContextKey{}, sc), fn, state)
+	ctx := &attemptCtx{parent: c.runCtx, clock: c.clock, deadline: deadline, step: sc}
+	err := call(context.Context(ctx), fn, state)
 	ctxErr := ctx.Err()
-	cancel()
+	ctx.release()
 	if err != nil && ctxErr != nil && c.runCtx.Err() == nil && errors.Is(ctxErr, context.DeadlineExceeded) {
 		if bySaga {
 			err = fmt.Errorf("%w: %w", ErrDeadline, err)

@@ -1,0 +1,107 @@
+package saga
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+// attemptCtx is the context an action or compensation runs under: it
+// carries the attempt's StepInfo and ends when the engine's clock reaches
+// the attempt's deadline, when the coordinator abandons its attempts (its
+// parent ends), or when the attempt returns, whichever comes first.
+//
+// Its Done channel, and the clock timer that closes it, are made only when
+// Done is first called: an action that never waits on its context costs no
+// timer, and many actions (an in-memory call, a quick computation) never
+// do. Err needs no channel: it compares the clock with the deadline, and
+// ends the context when it finds it over, so that Err and Done agree.
+type attemptCtx struct {
+	parent   context.Context
+	clock    clock.Clock
+	deadline time.Time
+	step     *stepContext
+
+	mu         sync.Mutex
+	err        error         // why the context ended; nil while it lives
+	done       chan struct{} // made by Done; closed when err is set
+	timer      clock.Timer   // armed by Done until the deadline
+	stopParent func() bool   // registered by Done with the parent
+}
+
+var _ context.Context = (*attemptCtx)(nil)
+
+func (a *attemptCtx) Deadline() (time.Time, bool) { return a.deadline, true }
+
+func (a *attemptCtx) Value(key any) any {
+	if key == (stepContextKey{}) {
+		return a.step
+	}
+	return a.parent.Value(key)
+}
+
+func (a *attemptCtx) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.check()
+	return a.err
+}
+
+func (a *attemptCtx) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done != nil {
+		return a.done
+	}
+	a.done = make(chan struct{})
+	if a.check(); a.err != nil {
+		close(a.done)
+		return a.done
+	}
+	a.timer = a.clock.AfterFunc(a.deadline.Sub(a.clock.Now()), func() { a.end(context.DeadlineExceeded) })
+	a.stopParent = context.AfterFunc(a.parent, func() { a.end(a.parent.Err()) })
+	return a.done
+}
+
+// check ends the context if its parent has ended or its deadline has
+// passed. It expects a.mu held.
+func (a *attemptCtx) check() {
+	if a.err != nil {
+		return
+	}
+	if err := a.parent.Err(); err != nil {
+		a.endLocked(err)
+	} else if !a.clock.Now().Before(a.deadline) {
+		a.endLocked(context.DeadlineExceeded)
+	}
+}
+
+// end ends the context with err, unless it has ended already.
+func (a *attemptCtx) end(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.endLocked(err)
+}
+
+func (a *attemptCtx) endLocked(err error) {
+	if a.err != nil {
+		return
+	}
+	a.err = err
+	if a.done != nil {
+		close(a.done)
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	if a.stopParent != nil {
+		a.stopParent()
+		a.stopParent = nil
+	}
+}
+
+// release ends the context once its attempt has returned.
+func (a *attemptCtx) release() { a.end(context.Canceled) }
