@@ -44,7 +44,7 @@ type Fault struct {
 // The methods are safe for concurrent use.
 type Faults struct {
 	clock  clock.Clock
-	mu     sync.Mutex
+	lock   sync.Mutex
 	faults []*Fault
 	n      atomic.Int32 // len(faults), read without the lock on every call
 }
@@ -52,13 +52,13 @@ type Faults struct {
 // Inject adds f and returns a function that removes it.
 func (fs *Faults) Inject(f Fault) (remove func()) {
 	p := &f
-	fs.mu.Lock()
+	fs.lock.Lock()
 	fs.faults = append(fs.faults, p)
 	fs.n.Store(int32(len(fs.faults)))
-	fs.mu.Unlock()
+	fs.lock.Unlock()
 	return func() {
-		fs.mu.Lock()
-		defer fs.mu.Unlock()
+		fs.lock.Lock()
+		defer fs.lock.Unlock()
 		fs.faults = slices.DeleteFunc(fs.faults, func(q *Fault) bool { return q == p })
 		fs.n.Store(int32(len(fs.faults)))
 	}
@@ -96,10 +96,10 @@ func (fs *Faults) Hang() (remove func()) {
 
 // Clear removes every fault.
 func (fs *Faults) Clear() {
-	fs.mu.Lock()
+	fs.lock.Lock()
 	fs.faults = nil
 	fs.n.Store(0)
-	fs.mu.Unlock()
+	fs.lock.Unlock()
 }
 
 func orUnavailable(err error) error {
@@ -118,7 +118,7 @@ func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
 	var delay time.Duration
 	var hang bool
 	var err error
-	fs.mu.Lock()
+	fs.lock.Lock()
 	for i := 0; i < len(fs.faults); i++ {
 		p := fs.faults[i]
 		if (p.Op != "" && p.Op != op) || (p.OrderID != "" && p.OrderID != orderID) {
@@ -137,7 +137,7 @@ func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
 			}
 		}
 	}
-	fs.mu.Unlock()
+	fs.lock.Unlock()
 	if hang {
 		<-ctx.Done()
 		return ctx.Err()
@@ -153,8 +153,8 @@ func (fs *Faults) fault(ctx context.Context, op, orderID string) error {
 // Ping reports the error of a fault that takes the whole service down (no
 // operation, no order, no count), if one is injected. It consumes nothing.
 func (fs *Faults) Ping(context.Context) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
+	fs.lock.Lock()
+	defer fs.lock.Unlock()
 	for _, p := range fs.faults {
 		if p.Op == "" && p.OrderID == "" && p.Times == 0 && p.Err != nil {
 			return p.Err

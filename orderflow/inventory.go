@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -36,11 +35,9 @@ type InventoryService struct {
 	Faults
 	enforce bool
 
-	mu           sync.Mutex
-	ledger       *ledger
+	books[inventoryChange]
 	products     map[string]*stock
 	reservations map[string]*Reservation // by idempotency key
-	window       window
 	n            int
 }
 
@@ -73,33 +70,25 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &InventoryService{
+	s := &InventoryService{
 		Faults:       Faults{clock: cfg.Clock},
 		enforce:      cfg.EnforceCatalog,
-		window:       window{keep: cfg.KeepFor, clock: cfg.Clock},
+		books:        books[inventoryChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
 		products:     make(map[string]*stock),
 		reservations: make(map[string]*Reservation),
 	}
+	s.change = s.apply
+	return s
 }
 
 // OpenInventoryService returns an InventoryService that keeps its state in
 // the file at path, as OpenPaymentService does. Close it when done.
 func OpenInventoryService(path string, cfg InventoryConfig) (*InventoryService, error) {
 	s := NewInventoryService(cfg)
-	l, err := openLedger(path, s.apply)
-	if err != nil {
+	if err := s.open(path); err != nil {
 		return nil, err
 	}
-	s.ledger = l
 	return s, nil
-}
-
-// Close closes the service's file, if it has one. The service must not be
-// used afterwards.
-func (s *InventoryService) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ledger.close()
 }
 
 // inventoryChange is one change of an InventoryService's state, as its
@@ -110,14 +99,6 @@ type inventoryChange struct {
 	Reservation *Reservation `json:"reservation,omitempty"`
 	Key         string       `json:"key,omitempty"`
 	Order       string       `json:"order,omitempty"`
-}
-
-// commit records c and applies it. It expects s.mu held.
-func (s *InventoryService) commit(c inventoryChange) error {
-	if err := s.ledger.append(c); err != nil {
-		return err
-	}
-	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.

@@ -9,7 +9,48 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 )
+
+// books is the bookkeeping the bundled services share: the lock over their
+// state, the file their changes go to (none for a service in memory), the
+// window after which they forget keys, and how a change applies. A service
+// changes its state only through commit, so that its file and its memory
+// never disagree.
+type books[C any] struct {
+	mu     sync.Mutex
+	ledger *ledger
+	window window
+	change func(C) error // applies a change to the service's state
+}
+
+// open replays the file at path through change and keeps it for the
+// changes to come.
+func (b *books[C]) open(path string) error {
+	l, err := openLedger(path, b.change)
+	if err != nil {
+		return err
+	}
+	b.ledger = l
+	return nil
+}
+
+// commit records c in the file, if there is one, and applies it. It
+// expects b.mu held.
+func (b *books[C]) commit(c C) error {
+	if err := b.ledger.append(c); err != nil {
+		return err
+	}
+	return b.change(c)
+}
+
+// Close closes the service's file, if it has one. The service must not be
+// used afterwards.
+func (b *books[C]) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ledger.close()
+}
 
 // ledger keeps a bundled service's state changes in a file, so that a
 // service opened on the same file after a crash or a restart remembers

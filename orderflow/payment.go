@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -37,11 +36,9 @@ type PaymentService struct {
 	Faults
 	requireRegistration bool
 
-	mu       sync.Mutex
-	ledger   *ledger
+	books[paymentChange]
 	accounts map[string]*account // by email
-	window   window
-	charges  map[string]*Charge // by idempotency key
+	charges  map[string]*Charge  // by idempotency key
 	n        int
 }
 
@@ -75,13 +72,15 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &PaymentService{
+	p := &PaymentService{
 		Faults:              Faults{clock: cfg.Clock},
 		requireRegistration: cfg.RequireRegistration,
-		window:              window{keep: cfg.KeepFor, clock: cfg.Clock},
+		books:               books[paymentChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
 		accounts:            make(map[string]*account),
 		charges:             make(map[string]*Charge),
 	}
+	p.change = p.apply
+	return p
 }
 
 // OpenPaymentService returns a PaymentService that keeps its state in the
@@ -92,20 +91,10 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 // directory lock). Close it when done.
 func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error) {
 	p := NewPaymentService(cfg)
-	l, err := openLedger(path, p.apply)
-	if err != nil {
+	if err := p.open(path); err != nil {
 		return nil, err
 	}
-	p.ledger = l
 	return p, nil
-}
-
-// Close closes the service's file, if it has one. The service must not be
-// used afterwards.
-func (p *PaymentService) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ledger.close()
 }
 
 // paymentChange is one change of a PaymentService's state, as its file
@@ -117,14 +106,6 @@ type paymentChange struct {
 	Charge *Charge `json:"charge,omitempty"`
 	Key    string  `json:"key,omitempty"`
 	Order  string  `json:"order,omitempty"`
-}
-
-// commit records c and applies it. It expects p.mu held.
-func (p *PaymentService) commit(c paymentChange) error {
-	if err := p.ledger.append(c); err != nil {
-		return err
-	}
-	return p.apply(c)
 }
 
 // apply changes the state; on replay p.mu need not be held.

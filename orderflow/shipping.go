@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
@@ -29,10 +28,8 @@ type ShippingConfig struct {
 type ShippingService struct {
 	Faults
 
-	mu        sync.Mutex
-	ledger    *ledger
+	books[shippingChange]
 	shipments map[string]*Shipment // by idempotency key
-	window    window
 	n         int
 }
 
@@ -58,31 +55,23 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &ShippingService{
+	s := &ShippingService{
 		Faults:    Faults{clock: cfg.Clock},
 		shipments: make(map[string]*Shipment),
-		window:    window{keep: cfg.KeepFor, clock: cfg.Clock},
+		books:     books[shippingChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
 	}
+	s.change = s.apply
+	return s
 }
 
 // OpenShippingService returns a ShippingService that keeps its state in the
 // file at path, as OpenPaymentService does. Close it when done.
 func OpenShippingService(path string, cfg ShippingConfig) (*ShippingService, error) {
 	s := NewShippingService(cfg)
-	l, err := openLedger(path, s.apply)
-	if err != nil {
+	if err := s.open(path); err != nil {
 		return nil, err
 	}
-	s.ledger = l
 	return s, nil
-}
-
-// Close closes the service's file, if it has one. The service must not be
-// used afterwards.
-func (s *ShippingService) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ledger.close()
 }
 
 // shippingChange is one change of a ShippingService's state, as its file
@@ -92,14 +81,6 @@ type shippingChange struct {
 	Shipment *Shipment `json:"shipment,omitempty"`
 	Key      string    `json:"key,omitempty"`
 	Order    string    `json:"order,omitempty"`
-}
-
-// commit records c and applies it. It expects s.mu held.
-func (s *ShippingService) commit(c shippingChange) error {
-	if err := s.ledger.append(c); err != nil {
-		return err
-	}
-	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.
