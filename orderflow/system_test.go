@@ -229,3 +229,19 @@ func TestFinishedOrdersAreForgottenAfterRetention(t *testing.T) {
 	_, err = orderflow.New(orderflow.Config{Retention: -time.Second})
 	assert.ErrorIs(t, err, orderflow.ErrInvalidConfig)
 }
+
+func TestProcessOrderAtCapacityIsRefusedAndCreatesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *orderflow.Config) { c.Engine.MaxInFlight = 1 })
+	f.shipping.Hang()
+	first := laptop("ada@example.com")
+	first.OrderID = "order-1"
+	f.place(first)
+
+	second := laptop("bob@example.com")
+	second.OrderID = "order-2"
+	_, err := f.sys.ProcessOrder(context.Background(), second)
+	assert.ErrorIs(t, err, saga.ErrOverloaded)
+	_, err = f.sys.GetStatus(context.Background(), "order-2")
+	assert.ErrorIs(t, err, orderflow.ErrNotFound, "nothing created")
+}

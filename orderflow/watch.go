@@ -85,6 +85,7 @@ func (s *System) stream(ctx context.Context, orderID string, log []saga.Event, s
 		return
 	}
 	var batch []saga.Event
+	var missed uint64
 	for {
 		select {
 		case e, ok := <-sub.Events():
@@ -107,7 +108,10 @@ func (s *System) stream(ctx context.Context, orderID string, log []saga.Event, s
 				break drain
 			}
 		}
-		if gap(last, batch) { // the subscription dropped some: read them back
+		// Once the buffer is drained, any event the subscription dropped
+		// has been counted: read what was dropped back from the log.
+		if m := sub.Missed(); m != missed {
+			missed = m
 			log, err := s.coord.Events(ctx, orderID)
 			if err != nil {
 				return
@@ -118,17 +122,4 @@ func (s *System) stream(ctx context.Context, orderID string, log []saga.Event, s
 			return
 		}
 	}
-}
-
-// gap reports whether batch skips a sequence number after last.
-func gap(last uint64, batch []saga.Event) bool {
-	for i := range batch {
-		switch seq := batch[i].Seq; {
-		case seq > last+1:
-			return true
-		case seq == last+1:
-			last = seq
-		}
-	}
-	return false
 }

@@ -2,7 +2,9 @@ package orderflow_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -134,4 +136,38 @@ func TestHealthReportsServices(t *testing.T) {
 	assert.Contains(t, h.Reasons, "inventory: "+orderflow.ErrUnavailable.Error())
 	remove()
 	assert.Equal(t, saga.HealthHealthy, f.sys.Health(context.Background()).State)
+}
+
+func TestSubscribeReaderThatFallsBehindMissesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.shipping.Inject(orderflow.Fault{Op: "ship", Delay: 5 * time.Second})
+	req := laptop("ada@example.com")
+	req.OrderID = "order-1"
+	id := f.place(req)
+	seq := sagatest.WaitEvent(t, f.sys.Coordinator(), id, saga.EventStepSucceeded, 0).Seq
+	seq = sagatest.WaitEvent(t, f.sys.Coordinator(), id, saga.EventStepSucceeded, seq).Seq
+	sagatest.WaitEvent(t, f.sys.Coordinator(), id, saga.EventStepSucceeded, seq) // shipping is sleeping
+	ctx, cancel := context.WithTimeout(context.Background(), sagatest.WaitTimeout)
+	defer cancel()
+	require.NoError(t, f.clock.BlockUntil(ctx, 1))
+
+	w, err := f.sys.Subscribe(context.Background(), id)
+	require.NoError(t, err)
+	defer w.Close()
+	// Nobody reads while the engine appends far more events than the
+	// subscription buffers: it drops some, and the stream reads them back.
+	for i := range 300 {
+		require.NoError(t, f.sys.Coordinator().Signal(context.Background(), id, "note", nil, "n"+strconv.Itoa(i)))
+	}
+	f.clock.Advance(5 * time.Second)
+
+	got := collect(t, w)
+	all, err := f.sys.GetEvents(context.Background(), id)
+	require.NoError(t, err)
+	assert.Equal(t, types(all), types(got))
+	for i := 1; i < len(got); i++ {
+		assert.Greater(t, got[i].Seq, got[i-1].Seq, "in order, no repeats")
+	}
+	assert.Equal(t, orderflow.EventOrderCompleted, got[len(got)-1].Type)
 }
