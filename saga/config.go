@@ -55,6 +55,12 @@ type Config struct {
 
 	// Hooks are called as the engine works, for metrics.
 	Hooks Hooks
+
+	// ClaimInterval is how often the coordinator asks a store that other
+	// processes share (a [Claimer]) for instances nobody runs any more. It
+	// bounds how long such an instance waits once its owner's lease has
+	// expired or been released. Defaults to 1s; unused with other stores.
+	ClaimInterval time.Duration
 }
 
 // Hooks let a caller count and time what the engine does. They are called
@@ -76,6 +82,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: negative Workers", ErrInvalidArgument)
 	case c.MaxInFlight < 0:
 		return c, fmt.Errorf("%w: negative MaxInFlight", ErrInvalidArgument)
+	case c.ClaimInterval < 0:
+		return c, fmt.Errorf("%w: negative ClaimInterval", ErrInvalidArgument)
 	case c.Breaker.Failures < 0 || c.Breaker.CoolDown < 0:
 		return c, fmt.Errorf("%w: negative Breaker policy", ErrInvalidArgument)
 	}
@@ -90,6 +98,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 10_000
+	}
+	if c.ClaimInterval == 0 {
+		c.ClaimInterval = time.Second
 	}
 	c.Breaker = c.Breaker.withDefaults()
 	if c.Rand == nil {

@@ -25,6 +25,7 @@ type Coordinator[S any] struct {
 	def       *Definition[S]
 	cfg       Config
 	store     Store
+	claimer   Claimer // the store, if other processes share it
 	ownsStore bool
 	clock     clock.Clock
 	log       *slog.Logger
@@ -53,8 +54,8 @@ type Coordinator[S any] struct {
 
 	completed     atomic.Int64
 	compensated   atomic.Int64
-	recovered     int
-	unrecoverable int
+	recovered     atomic.Int64
+	unrecoverable atomic.Int64
 }
 
 // Lifecycle phases of a coordinator.
@@ -94,6 +95,7 @@ func New[S any](def *Definition[S], cfg Config) (*Coordinator[S], error) {
 		c.store = NewMemoryStore(MemoryConfig{Clock: cfg.Clock})
 		c.ownsStore = true
 	}
+	c.claimer, _ = c.store.(Claimer)
 	for i, s := range def.steps {
 		if s.Breaker == "" {
 			continue
@@ -116,7 +118,9 @@ func (c *Coordinator[S]) Definition() *Definition[S] { return c.def }
 func (c *Coordinator[S]) Store() Store { return c.store }
 
 // Startup checks the store, resumes every unfinished instance of the
-// definition from where its log stops, and starts the workers. A step that
+// definition from where its log stops, and starts the workers. With a store
+// that other processes share (a [Claimer]), it resumes only the instances
+// it claims, and keeps claiming those whose owner has gone. A step that
 // was started but not recorded as done runs again, with the same
 // idempotency key; a compensation in progress continues; a scheduled retry
 // waits for its recorded time; stuck instances stay stuck. A log that
@@ -133,57 +137,88 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 	if err := c.store.Ping(ctx); err != nil {
 		return fmt.Errorf("saga: store: %w", err)
 	}
-	ids, err := c.store.Unfinished(ctx, c.def.name)
+	var ids []string
+	var err error
+	if c.claimer != nil {
+		ids, err = c.claimer.Claim(ctx, c.def.name, c.cfg.MaxInFlight)
+	} else {
+		ids, err = c.store.Unfinished(ctx, c.def.name)
+	}
 	if err != nil {
 		return fmt.Errorf("saga: list unfinished instances: %w", err)
 	}
-	var resume []*instance[S]
-	for _, id := range ids {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		events, err := c.store.Load(ctx, id)
-		if err != nil {
-			return fmt.Errorf("saga: recover %q: %w", id, err)
-		}
-		p, err := fold(c.def, events)
-		if err != nil {
-			c.unrecoverable++
-			c.log.LogAttrs(ctx, slog.LevelError, "saga: cannot recover instance",
-				slog.String("saga_id", id), slog.Any("error", err))
-			continue
-		}
-		inst := &instance[S]{progress: p}
-		if p.status == StatusStuck {
-			c.stuck.add(id, inst)
-			continue
-		}
-		resume = append(resume, inst)
+	found, err := c.recover(ctx, ids)
+	if err != nil {
+		return err
 	}
 
 	c.slots = make(chan struct{}, c.cfg.MaxInFlight)
-	c.ready = make(chan *instance[S], c.cfg.MaxInFlight+len(resume))
-	for _, inst := range resume {
-		select {
-		case c.slots <- struct{}{}:
-			inst.slotted = true
-		default: // recovered beyond capacity: admitted anyway, Start waits
+	c.ready = make(chan *instance[S], c.cfg.MaxInFlight+len(found))
+	resumed := 0
+	for _, inst := range found {
+		if c.admit(inst) {
+			c.ready <- inst
+			resumed++
 		}
-		c.live.add(inst.id, inst)
-		c.ready <- inst
 	}
-	c.recovered = len(resume)
+	c.recovered.Add(int64(resumed))
 	c.workers.Add(c.cfg.Workers)
 	for range c.cfg.Workers {
 		go c.work()
 	}
+	if c.claimer != nil {
+		c.workers.Add(1)
+		go c.claimLoop()
+	}
 	c.phase.Store(phaseRunning)
-	if len(resume) > 0 || c.stuck.len() > 0 || c.unrecoverable > 0 {
+	if n := c.unrecoverable.Load(); resumed > 0 || c.stuck.len() > 0 || n > 0 {
 		c.log.LogAttrs(ctx, slog.LevelInfo, "saga: recovered instances",
-			slog.String("definition", c.def.name), slog.Int("resumed", len(resume)),
-			slog.Int("stuck", c.stuck.len()), slog.Int("unrecoverable", c.unrecoverable))
+			slog.String("definition", c.def.name), slog.Int("resumed", resumed),
+			slog.Int("stuck", c.stuck.len()), slog.Int64("unrecoverable", n))
 	}
 	return nil
+}
+
+// recover loads and folds the logs of ids. A log that cannot be folded is
+// logged, counted and skipped.
+func (c *Coordinator[S]) recover(ctx context.Context, ids []string) ([]*instance[S], error) {
+	var found []*instance[S]
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		events, err := c.store.Load(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("saga: recover %q: %w", id, err)
+		}
+		p, err := fold(c.def, events)
+		if err != nil {
+			c.unrecoverable.Add(1)
+			c.log.LogAttrs(ctx, slog.LevelError, "saga: cannot recover instance",
+				slog.String("saga_id", id), slog.Any("error", err))
+			continue
+		}
+		found = append(found, &instance[S]{progress: p})
+	}
+	return found, nil
+}
+
+// admit takes charge of a recovered instance and reports whether it is to
+// be resumed: a stuck one waits for Retry, the others become live, with an
+// in-flight slot if one is free (recovered instances are taken even beyond
+// capacity, and Start waits for them).
+func (c *Coordinator[S]) admit(inst *instance[S]) bool {
+	if inst.status == StatusStuck {
+		c.stuck.add(inst.id, inst)
+		return false
+	}
+	select {
+	case c.slots <- struct{}{}:
+		inst.slotted = true
+	default:
+	}
+	c.live.add(inst.id, inst)
+	return true
 }
 
 // Shutdown stops the coordinator. It refuses new instances at once, then:
@@ -257,12 +292,20 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 	var unfinished []string
 	c.live.each(func(inst *instance[S]) { unfinished = append(unfinished, inst.id) })
 	slices.Sort(unfinished)
+	var released error
+	if c.claimer != nil {
+		owned := slices.Clone(unfinished)
+		c.stuck.each(func(inst *instance[S]) { owned = append(owned, inst.id) })
+		if len(owned) > 0 {
+			released = c.claimer.Release(context.WithoutCancel(ctx), owned)
+		}
+	}
 	// Wait out any Signal still appending before the store closes.
 	c.life.Lock()
 	c.phase.Store(phaseStopped)
 	c.life.Unlock()
 
-	err := c.closeStore()
+	err := errors.Join(released, c.closeStore())
 	if len(unfinished) > 0 {
 		if durable {
 			c.log.LogAttrs(ctx, slog.LevelInfo, "saga: instances will resume at next startup",

@@ -62,7 +62,7 @@ type Health struct {
 	Stuck        int `json:"stuck"`        // stuck now
 	Completed    int `json:"completed"`    // completed since Startup
 	Compensated  int `json:"compensated"`  // compensated since Startup
-	Recovered    int `json:"recovered"`    // resumed by Startup
+	Recovered    int `json:"recovered"`    // resumed by Startup or claimed from a process that had gone
 
 	// StuckIDs lists up to 100 stuck instances, sorted.
 	StuckIDs []string `json:"stuck_ids,omitempty"`
@@ -99,8 +99,8 @@ func (c *Coordinator[S]) Health(ctx context.Context) Health {
 	}
 	if phase != phaseNew {
 		c.life.RLock()
-		h.Recovered = c.recovered
-		unrecoverable := c.unrecoverable
+		h.Recovered = int(c.recovered.Load())
+		unrecoverable := c.unrecoverable.Load()
 		c.life.RUnlock()
 		if unrecoverable > 0 {
 			h.Reasons = append(h.Reasons, fmt.Sprintf("%d instances could not be recovered", unrecoverable))

@@ -108,3 +108,27 @@ func CheckAppend(sagaID string, last uint64, events []Event) error {
 	}
 	return nil
 }
+
+// Claimer is implemented by stores that several processes share, each
+// running a coordinator for the same definitions. Every unfinished instance
+// is owned by one process at a time; the store fences the writes of any
+// other (Append fails with ErrFenced).
+//
+// With such a store a coordinator runs only the instances it owns: those
+// it started and those Claim gives it, at Startup and then every
+// Config.ClaimInterval. At Shutdown it hands back the unfinished ones with
+// Release, so that another process can claim them at once.
+type Claimer interface {
+	Store
+
+	// Claim takes ownership of at most max unfinished instances of the
+	// named definition that no live process owns (their owner stopped
+	// renewing its lease, or released them) and returns their IDs, oldest
+	// first. Every write of the previous owner to them fails from then on.
+	Claim(ctx context.Context, definition string, max int) ([]string, error)
+
+	// Release gives up ownership of the instances, which stay unfinished
+	// for another process to claim. IDs this process does not own are
+	// ignored.
+	Release(ctx context.Context, sagaIDs []string) error
+}

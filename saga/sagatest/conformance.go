@@ -24,6 +24,16 @@ type Capabilities struct {
 	// new handle itself. Nil means the store is not durable and the
 	// durability tests are skipped.
 	Reopen func(t *testing.T, s saga.Store) saga.Store
+
+	// Share opens a second handle on the same store, as another process
+	// would (same database, its own lease), registering its cleanup. Set it
+	// for stores that implement saga.Claimer; nil skips the sharing tests.
+	Share func(t *testing.T, s saga.Store) saga.Store
+
+	// Expire makes the lease of s lapse as if its process had paused: s
+	// stops renewing it and the clocks of all handles move past it, but s
+	// still answers calls, unaware. Nil skips the lease tests.
+	Expire func(t *testing.T, s saga.Store)
 }
 
 // Run runs the conformance suite against stores made by newStore (one
@@ -63,6 +73,14 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store, caps Capabilities
 		{"Closed", testClosed},
 		{"ReopenKeepsLogs", testReopenKeepsLogs},
 		{"ReopenThenAppend", testReopenThenAppend},
+		{"SharedReads", testSharedReads},
+		{"SharedWritesFenced", testSharedWritesFenced},
+		{"SharedCreateDuplicate", testSharedCreateDuplicate},
+		{"SharedRelease", testSharedRelease},
+		{"SharedCloseHandsBack", testSharedCloseHandsBack},
+		{"SharedClaimDisjoint", testSharedClaimDisjoint},
+		{"LeaseExpiry", testLeaseExpiry},
+		{"LeaseFencesStaleOwner", testLeaseFencesStaleOwner},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -959,6 +977,23 @@ func durable(t *testing.T, s saga.Store, caps Capabilities) {
 	require.True(t, s.Durable(), "Durable() with Capabilities.Reopen set")
 }
 
+// reopen reopens s. A store shared between processes lets only the owner
+// of an instance write it, so the reopened handle then claims every
+// unfinished instance of the suite's definitions, as a coordinator's
+// Startup would.
+func reopen(t *testing.T, s saga.Store, caps Capabilities) saga.Store {
+	t.Helper()
+	s = caps.Reopen(t, s)
+	require.NotNil(t, s, "Reopen returned nil")
+	if c, ok := s.(saga.Claimer); ok {
+		for _, def := range []string{"orders", "shipping"} {
+			_, err := c.Claim(t.Context(), def, 1<<20)
+			require.NoError(t, err, "claim %s after reopening", def)
+		}
+	}
+	return s
+}
+
 func testReopenKeepsLogs(t *testing.T, s saga.Store, caps Capabilities) {
 	durable(t, s, caps)
 
@@ -1000,8 +1035,7 @@ func testReopenKeepsLogs(t *testing.T, s saga.Store, caps Capabilities) {
 	require.Equal(t, []string{"running", "stuck", "young"}, wantOrders)
 	wantShipping := mustUnfinished(t, s, "shipping")
 
-	s = caps.Reopen(t, s)
-	require.NotNil(t, s, "Reopen returned nil")
+	s = reopen(t, s, caps)
 	for id, log := range logs {
 		assertLog(t, s, id, log)
 	}
@@ -1019,8 +1053,7 @@ func testReopenThenAppend(t *testing.T, s saga.Store, caps Capabilities) {
 	done := newLog("done", "orders", completedTypes...)
 	mustCreate(t, s, done)
 
-	s = caps.Reopen(t, s)
-	require.NotNil(t, s, "Reopen returned nil")
+	s = reopen(t, s, caps)
 	last := uint64(len(running))
 
 	// The reopened store knows where every log ends.
@@ -1042,8 +1075,7 @@ func testReopenThenAppend(t *testing.T, s saga.Store, caps Capabilities) {
 	assertUnfinished(t, s, "orders", "running", "fresh")
 
 	// What was written after the first reopen survives the second.
-	s = caps.Reopen(t, s)
-	require.NotNil(t, s, "Reopen returned nil")
+	s = reopen(t, s, caps)
 	assertLog(t, s, "running", running)
 	assertLog(t, s, "done", done)
 	assertLog(t, s, "fresh", fresh)
@@ -1054,8 +1086,7 @@ func testReopenThenAppend(t *testing.T, s saga.Store, caps Capabilities) {
 	running = append(running, end...)
 	assertUnfinished(t, s, "orders", "fresh")
 
-	s = caps.Reopen(t, s)
-	require.NotNil(t, s, "Reopen returned nil")
+	s = reopen(t, s, caps)
 	assertLog(t, s, "running", running)
 	assertUnfinished(t, s, "orders", "fresh")
 }

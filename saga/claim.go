@@ -1,0 +1,71 @@
+package saga
+
+import (
+	"log/slog"
+)
+
+// claimLoop runs while the coordinator does, when its store is shared with
+// other processes: every ClaimInterval it claims as many orphaned instances
+// as it has free in-flight slots, and resumes them as Startup would.
+func (c *Coordinator[S]) claimLoop() {
+	defer c.workers.Done()
+	tick := c.clock.NewTicker(c.cfg.ClaimInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.stopping:
+			<-c.quit
+			return
+		case <-tick.C():
+		}
+		c.claim()
+	}
+}
+
+// claim takes over what it can and queues it for the workers.
+func (c *Coordinator[S]) claim() {
+	free := cap(c.slots) - len(c.slots)
+	if free <= 0 {
+		return
+	}
+	ids, err := c.claimer.Claim(c.runCtx, c.def.name, free)
+	if err != nil {
+		if c.runCtx.Err() == nil {
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: claim failed, will try again",
+				slog.String("definition", c.def.name), slog.Any("error", err))
+		}
+		return
+	}
+	if len(ids) == 0 {
+		return
+	}
+	found, err := c.recover(c.runCtx, ids)
+	if err != nil {
+		// Hand them back to a later claim, here or elsewhere.
+		c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: cannot resume claimed instances",
+			slog.String("definition", c.def.name), slog.Any("error", err))
+		if err := c.claimer.Release(c.runCtx, ids); err != nil {
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: cannot release instances",
+				slog.String("definition", c.def.name), slog.Any("error", err))
+		}
+		return
+	}
+	resumed := 0
+	for _, inst := range found {
+		if !c.admit(inst) {
+			continue
+		}
+		resumed++
+		c.recovered.Add(1)
+		select {
+		case c.ready <- inst:
+		case <-c.quit:
+			return
+		}
+	}
+	c.log.LogAttrs(c.runCtx, slog.LevelInfo, "saga: claimed instances",
+		slog.String("definition", c.def.name), slog.Int("claimed", len(ids)),
+		slog.Int("resumed", resumed))
+}
