@@ -1,0 +1,333 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/pgstore"
+)
+
+// claimInterval is how often the test coordinators look for orphans.
+const claimInterval = time.Second
+
+// order is the state of the test saga.
+type order struct {
+	N int `json:"n"`
+}
+
+// effects records what the steps did, as a downstream service would:
+// effects by idempotency key, so a step run again after a takeover counts
+// once, and which node ran each step.
+type effects struct {
+	mu    sync.Mutex
+	done  map[string]int    // idempotency key → times applied
+	ranOn map[string]string // idempotency key → node that applied it
+	calls map[string]int    // node → actions run
+	gate  map[string]chan struct{}
+}
+
+func newEffects() *effects {
+	return &effects{done: map[string]int{}, ranOn: map[string]string{}, calls: map[string]int{}, gate: map[string]chan struct{}{}}
+}
+
+// hold makes the step "reserve" of sagaID wait until its context ends.
+func (e *effects) hold(sagaID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gate[sagaID] = make(chan struct{})
+}
+
+// node is one coordinator with its own store, as one process would have.
+type node struct {
+	name  string
+	store *pgstore.Store
+	coord *saga.Coordinator[order]
+}
+
+// startNode opens a store named name on c and starts a coordinator on it
+// whose steps record into fx.
+func startNode(t *testing.T, c *cluster, name string, fx *effects) *node {
+	t.Helper()
+	store := c.open(name)
+	step := func(step string) saga.Step[order] {
+		return saga.Step[order]{
+			Name: step,
+			Action: func(ctx context.Context, o *order) error {
+				info, _ := saga.Info(ctx)
+				fx.mu.Lock()
+				gate := fx.gate[info.SagaID]
+				fx.calls[name]++
+				fx.mu.Unlock()
+				if gate != nil && step == "reserve" && name == "a" {
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				fx.mu.Lock()
+				fx.done[info.IdempotencyKey]++
+				fx.ranOn[info.IdempotencyKey] = name
+				fx.mu.Unlock()
+				return nil
+			},
+		}
+	}
+	def, err := saga.NewDefinition("order", []saga.Step[order]{
+		step("validate"), step("charge"), step("reserve"), step("ship"),
+	})
+	require.NoError(t, err)
+	coord, err := saga.New(def, saga.Config{
+		Store: store, Clock: c.clock, Logger: slog.New(slog.DiscardHandler),
+		ClaimInterval: claimInterval, Workers: 64,
+	})
+	require.NoError(t, err)
+	require.NoError(t, coord.Startup(t.Context()))
+	n := &node{name: name, store: store, coord: coord}
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// stop shuts the coordinator down gracefully.
+func (n *node) stop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assert.NoError(t, n.coord.Shutdown(ctx), "shutdown of %s", n.name)
+}
+
+// waitEnded waits until the subscriptions have seen every saga in ids end.
+func waitEnded(t *testing.T, subs []*saga.Subscription, ids []string) {
+	t.Helper()
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	events := make(chan saga.Event)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, sub := range subs {
+		wg.Go(func() {
+			for {
+				var e saga.Event
+				select {
+				case e = <-sub.Events():
+				case <-stop:
+					return
+				}
+				select {
+				case events <- e:
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	timeout := time.After(2 * time.Minute) // a safety net, not a wait
+	for len(pending) > 0 {
+		select {
+		case e := <-events:
+			if e.Ends() {
+				delete(pending, e.SagaID)
+			}
+		case <-timeout:
+			t.Fatalf("%d sagas did not end, e.g. %v", len(pending), firstKey(pending))
+		}
+	}
+}
+
+func firstKey(m map[string]bool) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+func TestThreeCoordinatorsShareTheWork(t *testing.T) {
+	c := newCluster(t)
+	fx := newEffects()
+	nodes := []*node{startNode(t, c, "a", fx), startNode(t, c, "b", fx), startNode(t, c, "c", fx)}
+	var subs []*saga.Subscription
+	for _, n := range nodes {
+		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 16})
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+
+	const orders = 5000
+	ids := make([]string, orders)
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < orders; i += 32 {
+				ids[i] = fmt.Sprintf("order-%05d", i)
+				_, err := nodes[i%3].coord.Start(t.Context(), order{N: i}, saga.WithID(ids[i]))
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	waitEnded(t, subs, ids)
+
+	for _, id := range ids {
+		snap, err := nodes[0].coord.Get(t.Context(), id)
+		require.NoError(t, err)
+		assert.Equal(t, saga.StatusCompleted, snap.Status, id)
+	}
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	assert.Len(t, fx.done, 4*orders, "effects")
+	for key, n := range fx.done {
+		if n != 1 {
+			t.Errorf("%s applied %d times", key, n)
+		}
+	}
+	for i, n := range nodes {
+		started := (orders + 2 - i) / 3 // those it was given: i, i+3, …
+		assert.Equal(t, 4*started, fx.calls[n.name], "actions run by %s", n.name)
+	}
+	t.Logf("actions per node: %v", fx.calls)
+}
+
+func TestFailover(t *testing.T) {
+	c := newCluster(t)
+	fx := newEffects()
+	a := startNode(t, c, "a", fx)
+	b, cc := startNode(t, c, "b", fx), startNode(t, c, "c", fx)
+	var subs []*saga.Subscription
+	for _, n := range []*node{b, cc} {
+		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 12})
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+
+	// a starts orders that hang in "reserve" (charged, not reserved) and
+	// one that finishes before a dies.
+	const orphans = 40
+	var ids []string
+	for i := range orphans {
+		id := fmt.Sprintf("orphan-%02d", i)
+		fx.hold(id)
+		ids = append(ids, id)
+	}
+	done := a.coord.Subscribe(saga.SubscribeOptions{SagaID: "finished"})
+	_, err := a.coord.Start(t.Context(), order{}, saga.WithID("finished"))
+	require.NoError(t, err)
+	for e := range done.Events() {
+		if e.Ends() {
+			break
+		}
+	}
+	done.Close()
+	reserving := a.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 12})
+	for i, id := range ids {
+		_, err := a.coord.Start(t.Context(), order{N: i}, saga.WithID(id))
+		require.NoError(t, err)
+	}
+	for started := 0; started < orphans; {
+		e := <-reserving.Events()
+		if e.Type == saga.EventStepStarted && e.Step == "reserve" {
+			started++
+		}
+	}
+	reserving.Close()
+
+	// a dies: no renewal, no hand-back; its attempts are abandoned.
+	died := c.clock.Now()
+	a.store.Abandon()
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = a.coord.Shutdown(dead) // its store is gone; what it says is moot
+
+	// Time passes for b and c, who keep renewing their leases.
+	for c.clock.Now().Sub(died) <= leaseTTL+claimInterval {
+		c.clock.Advance(leaseTTL / 4)
+		require.NoError(t, b.store.Renew())
+		require.NoError(t, cc.store.Renew())
+	}
+	waitEnded(t, subs, ids)
+
+	took := map[string]bool{}
+	var first time.Time
+	for _, id := range ids {
+		events, err := b.coord.Events(t.Context(), id)
+		require.NoError(t, err)
+		assert.Equal(t, saga.EventSagaCompleted, events[len(events)-1].Type, id)
+		// The first event after the takeover: "reserve", started by a,
+		// ran again and succeeded.
+		var resumedAt time.Time
+		for _, e := range events {
+			if e.Time.After(died) {
+				assert.Equal(t, saga.EventStepSucceeded, e.Type, "%s: first event after the takeover", id)
+				assert.Equal(t, "reserve", e.Step, "%s: first event after the takeover", id)
+				resumedAt = e.Time
+				break
+			}
+		}
+		require.False(t, resumedAt.IsZero(), "%s was not resumed", id)
+		if first.IsZero() || resumedAt.Before(first) {
+			first = resumedAt
+		}
+		fx.mu.Lock()
+		took[fx.ranOn[id+"/reserve"]] = true
+		assert.Equal(t, 1, fx.done[id+"/charge"], "%s charged once", id)
+		assert.Equal(t, 1, fx.done[id+"/reserve"], "%s reserved once", id)
+		assert.Equal(t, "a", fx.ranOn[id+"/charge"], "%s charged by a before it died", id)
+		fx.mu.Unlock()
+	}
+	takeover := first.Sub(died)
+	t.Logf("takeover %v after the owner died (lease %v, claim interval %v), by %v", takeover, leaseTTL, claimInterval, took)
+	assert.Greater(t, takeover, leaseTTL, "taken over before the lease expired")
+	assert.LessOrEqual(t, takeover, leaseTTL+claimInterval+leaseTTL/4, "takeover time")
+	assert.NotContains(t, took, "a")
+
+	snap, err := b.coord.Get(t.Context(), "finished")
+	require.NoError(t, err)
+	assert.Equal(t, saga.StatusCompleted, snap.Status)
+}
+
+func TestDuplicateStartAcrossNodes(t *testing.T) {
+	c := newCluster(t)
+	fx := newEffects()
+	nodes := []*node{startNode(t, c, "a", fx), startNode(t, c, "b", fx), startNode(t, c, "c", fx)}
+	var subs []*saga.Subscription
+	for _, n := range nodes {
+		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 12})
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+	const rounds = 20
+	var ids []string
+	for r := range rounds {
+		id := fmt.Sprintf("order-%02d", r)
+		ids = append(ids, id)
+		var wg sync.WaitGroup
+		errs := make([]error, 3*len(nodes))
+		for i := range errs {
+			wg.Go(func() {
+				_, errs[i] = nodes[i%3].coord.Start(t.Context(), order{N: r}, saga.WithID(id))
+			})
+		}
+		wg.Wait()
+		started := 0
+		for _, err := range errs {
+			if err == nil {
+				started++
+			} else {
+				assert.ErrorIs(t, err, saga.ErrDuplicate)
+			}
+		}
+		assert.Equal(t, 1, started, "starts of %s that succeeded", id)
+	}
+	waitEnded(t, subs, ids)
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	for _, id := range ids {
+		assert.Equal(t, 1, fx.done[id+"/ship"], "%s shipped once", id)
+	}
+}
