@@ -100,6 +100,17 @@ func (n *node) stop(t *testing.T) {
 	assert.NoError(t, n.coord.Shutdown(ctx), "shutdown of %s", n.name)
 }
 
+// subscribeAll subscribes to every event of the nodes' coordinators.
+func subscribeAll(t *testing.T, nodes ...*node) []*saga.Subscription {
+	var subs []*saga.Subscription
+	for _, n := range nodes {
+		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 16})
+		t.Cleanup(sub.Close)
+		subs = append(subs, sub)
+	}
+	return subs
+}
+
 // waitEnded waits until the subscriptions have seen every saga in ids end.
 func waitEnded(t *testing.T, subs []*saga.Subscription, ids []string) {
 	t.Helper()
@@ -152,12 +163,7 @@ func TestThreeCoordinatorsShareTheWork(t *testing.T) {
 	c := newCluster(t)
 	fx := newEffects()
 	nodes := []*node{startNode(t, c, "a", fx), startNode(t, c, "b", fx), startNode(t, c, "c", fx)}
-	var subs []*saga.Subscription
-	for _, n := range nodes {
-		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 16})
-		defer sub.Close()
-		subs = append(subs, sub)
-	}
+	subs := subscribeAll(t, nodes...)
 
 	const orders = 5000
 	ids := make([]string, orders)
@@ -199,12 +205,7 @@ func TestFailover(t *testing.T) {
 	fx := newEffects()
 	a := startNode(t, c, "a", fx)
 	b, cc := startNode(t, c, "b", fx), startNode(t, c, "c", fx)
-	var subs []*saga.Subscription
-	for _, n := range []*node{b, cc} {
-		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 12})
-		defer sub.Close()
-		subs = append(subs, sub)
-	}
+	subs := subscribeAll(t, b, cc)
 
 	// a starts orders that hang in "reserve" (charged, not reserved) and
 	// one that finishes before a dies.
@@ -295,12 +296,7 @@ func TestDuplicateStartAcrossNodes(t *testing.T) {
 	c := newCluster(t)
 	fx := newEffects()
 	nodes := []*node{startNode(t, c, "a", fx), startNode(t, c, "b", fx), startNode(t, c, "c", fx)}
-	var subs []*saga.Subscription
-	for _, n := range nodes {
-		sub := n.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 12})
-		defer sub.Close()
-		subs = append(subs, sub)
-	}
+	subs := subscribeAll(t, nodes...)
 	const rounds = 20
 	var ids []string
 	for r := range rounds {
