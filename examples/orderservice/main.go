@@ -54,8 +54,8 @@ func main() {
 	}
 }
 
-// The HTTP server's timeouts. The event streams lift the read and write
-// deadlines for themselves and bound each write instead.
+// The HTTP server's timeouts. The event streams replace the write deadline
+// of the whole response with one for each write.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second

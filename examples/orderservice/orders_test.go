@@ -318,8 +318,7 @@ func TestOverload(t *testing.T) {
 func TestConcurrentOrders(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ts := httptest.NewServer(f.srv)
-	defer ts.Close()
+	ts := serve(t, f.srv)
 	client := ts.Client()
 
 	const n = 100

@@ -45,7 +45,10 @@ func (s *server) orderStream(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	ctx, cancel := s.streamContext(r)
+	ctx, cancel, ok := s.streamContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
 	watch, err := s.sys.Subscribe(ctx, id)
 	if err != nil {
@@ -103,7 +106,10 @@ func settled(e *orderflow.OrderEvent) (endEvent, bool) {
 
 // orderFeed is GET /orders/feed.
 func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.streamContext(r)
+	ctx, cancel, ok := s.streamContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
 	// Subscribe before reading the statuses, so that no change falls
 	// between.
@@ -119,15 +125,14 @@ func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
 	heartbeat := s.cfg.Clock.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	var missed uint64
-	var changed []string
+	var batch []saga.Event
 	for {
-		changed = changed[:0]
 		select {
 		case e, ok := <-sub.Events():
 			if !ok {
 				return
 			}
-			changed = append(changed, e.SagaID)
+			batch = append(batch[:0], e)
 		case <-heartbeat.C():
 			if sw.comment("heartbeat") != nil {
 				return
@@ -136,30 +141,21 @@ func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		}
-	drain: // one status for each order, however many events it had
+	drain: // take what else is ready: one status per order, however many events it had
 		for {
 			select {
 			case e, ok := <-sub.Events():
 				if !ok {
 					break drain
 				}
-				if !slices.Contains(changed, e.SagaID) {
-					changed = append(changed, e.SagaID)
-				}
+				batch = append(batch, e)
 			default:
 				break drain
 			}
 		}
-		if m := sub.Missed(); m != missed {
-			// Events were dropped: the orders they were about are unknown,
-			// so send every recent one again.
-			missed = m
-			for _, id := range s.recent.list() {
-				if !slices.Contains(changed, id) {
-					changed = append(changed, id)
-				}
-			}
-		}
+		m := sub.Missed()
+		changed := changedOrders(batch, m != missed, s.recent.list())
+		missed = m
 		for _, st := range s.statuses(ctx, changed) {
 			if sw.event("order", "", st) != nil {
 				return
@@ -168,8 +164,31 @@ func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statuses returns the status of each order that can be read, newest
-// first; an order forgotten since (past its retention) is left out.
+// changedOrders returns the orders whose status the feed sends after a
+// batch of events: each order the batch is about, once, in order of
+// appearance; and when events were dropped (missedSome), whatever they
+// were about is unknown, so every recent order too.
+func changedOrders(batch []saga.Event, missedSome bool, recent []string) []string {
+	var ids []string
+	add := func(id string) {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	for i := range batch {
+		add(batch[i].SagaID)
+	}
+	if missedSome {
+		for _, id := range recent {
+			add(id)
+		}
+	}
+	return ids
+}
+
+// statuses returns the status of each order that can be read, in reverse
+// order of ids (newest first for the recent list); an order forgotten
+// since (past its retention) is left out.
 func (s *server) statuses(ctx context.Context, ids []string) []orderflow.OrderStatus {
 	out := make([]orderflow.OrderStatus, 0, len(ids))
 	for i := len(ids) - 1; i >= 0; i-- {
@@ -181,14 +200,20 @@ func (s *server) statuses(ctx context.Context, ids []string) []orderflow.OrderSt
 }
 
 // streamContext returns the context of a stream: it ends with the request
-// and when the server closes.
-func (s *server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+// and when the server closes. Once the server has closed, it answers 503
+// instead and returns false.
+func (s *server) streamContext(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc, bool) {
+	if s.ctx.Err() != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, r, http.StatusServiceUnavailable, "the server is shutting down")
+		return nil, nil, false
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	stop := context.AfterFunc(s.ctx, cancel)
 	return ctx, func() {
 		stop()
 		cancel()
-	}
+	}, true
 }
 
 // sseWriter writes Server-Sent Events, flushing each one. After a failed
@@ -201,14 +226,12 @@ type sseWriter struct {
 }
 
 // startStream answers 200 with an event stream. A stream lasts as long as
-// its subject, so it has no read deadline (the server's ReadTimeout would
-// end its context) and no deadline for the whole response (WriteTimeout):
-// each write gets its own deadline instead.
+// its subject, so the deadline that the server's WriteTimeout sets for the
+// whole response would cut it short: each write gets its own deadline
+// instead. (net/http lifts the read deadline itself once the request has
+// been read.)
 func (s *server) startStream(w http.ResponseWriter) *sseWriter {
 	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.StreamWriteTimeout}
-	if err := sw.rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		sw.err = err
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
