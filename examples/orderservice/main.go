@@ -42,16 +42,20 @@ import (
 	"github.com/sagaflow/sagaflow/saga"
 )
 
-func main() {
+func main() { os.Exit(serve(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// serve runs the service until SIGINT or SIGTERM, and returns the exit
+// code.
+func serve(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, args, stdout, stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "orderservice:", err)
+			fmt.Fprintln(stderr, "orderservice:", err)
 		}
-		stop()
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // The HTTP server's timeouts. The event streams replace the write deadline

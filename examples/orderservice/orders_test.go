@@ -318,7 +318,7 @@ func TestOverload(t *testing.T) {
 func TestConcurrentOrders(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 	client := ts.Client()
 
 	const n = 100

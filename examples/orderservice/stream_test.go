@@ -34,9 +34,9 @@ type stream struct {
 	sc   *bufio.Scanner
 }
 
-// serve serves h for the test; the streams a test opens are closed before
+// serveTest serves h for the test; the streams a test opens are closed before
 // the server, which waits for them.
-func serve(t *testing.T, h http.Handler) *httptest.Server {
+func serveTest(t *testing.T, h http.Handler) *httptest.Server {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return ts
@@ -149,7 +149,7 @@ func (s *stream) closed() {
 func TestStreamLateClientGetsWhatItMissed(t *testing.T) {
 	t.Parallel()
 	f, g := gated(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order", orderJSON)
 	g.waitReached(t, id) // created and validated, now waiting at payment
@@ -170,7 +170,7 @@ func TestStreamLateClientGetsWhatItMissed(t *testing.T) {
 func TestStreamOfEndedOrder(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order", orderJSON)
 	f.wait(id)
@@ -189,7 +189,7 @@ func TestStreamOfEndedOrder(t *testing.T) {
 func TestStreamOfFailingOrder(t *testing.T) {
 	t.Parallel()
 	f, g := gated(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order?fail_step=shipping&fail_mode=unavailable", orderJSON)
 	g.waitReached(t, id)
@@ -205,7 +205,7 @@ func TestStreamOfFailingOrder(t *testing.T) {
 func TestStreamResumesAfterLastEventID(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 	id := f.place("/process_order", orderJSON)
 	f.wait(id)
 
@@ -224,7 +224,7 @@ func TestStreamResumesAfterLastEventID(t *testing.T) {
 func TestStreamHeartbeat(t *testing.T) {
 	t.Parallel()
 	f, g := gated(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order", orderJSON)
 	g.waitReached(t, id)
@@ -285,7 +285,7 @@ func eventsSkippingHeartbeats(s *stream, n int) []string {
 func TestStreamEndsWhenServerCloses(t *testing.T) {
 	t.Parallel()
 	f, g := gated(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order", orderJSON)
 	g.waitReached(t, id)
@@ -308,7 +308,7 @@ func TestStreamEndsWhenServerCloses(t *testing.T) {
 func TestStreamEndsWhenSystemShutsDown(t *testing.T) {
 	t.Parallel()
 	f, g := gated(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	id := f.place("/process_order", orderJSON)
 	g.waitReached(t, id)
@@ -330,7 +330,7 @@ func TestStreamEndsWhenSystemShutsDown(t *testing.T) {
 func TestFeed(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ts := serve(t, f.srv)
+	ts := serveTest(t, f.srv)
 
 	feed := openStream(t, ts, "/orders/feed")
 	assert.Equal(t, frame{Event: "orders", Data: `{"orders":[]}`}, feed.next())
