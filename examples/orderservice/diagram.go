@@ -85,10 +85,10 @@ func sagaSVG[S any](d *saga.Definition[S]) []byte {
 		col := i + 1
 		if compensable[i] {
 			edge(edgeFails, mid(col), row0+boxH, mid(col), row1-2)
-			edge(edgeRefused, mid(col)-boxW/4, row0+boxH, mid(below[i])+boxW/4, row1-2)
+			edge(edgeRefused, mid(col)-boxW/4, row0+boxH, mid(below[i])+boxW/3, row1-2)
 			edge(edgeUndo, x(col)-1, row1+boxH/2, x(below[i])+boxW+2, row1+boxH/2)
 		} else {
-			edge(edgeFails, mid(col)-boxW/4, row0+boxH, mid(below[i])+boxW/4, row1-2)
+			edge(edgeFails, mid(col)-boxW/4, row0+boxH, mid(below[i])+boxW/6, row1-2)
 		}
 	}
 

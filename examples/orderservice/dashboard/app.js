@@ -15,11 +15,13 @@
     return e;
   }
 
-  function clock(ts) {
+  // clock formats a timestamp as local time, to the millisecond if ms.
+  function clock(ts, ms) {
     const d = new Date(ts);
     if (isNaN(d)) return "";
     const pad = (n, w) => String(n).padStart(w, "0");
-    return `${pad(d.getHours(), 2)}:${pad(d.getMinutes(), 2)}:${pad(d.getSeconds(), 2)}.${pad(d.getMilliseconds(), 3)}`;
+    const hms = `${pad(d.getHours(), 2)}:${pad(d.getMinutes(), 2)}:${pad(d.getSeconds(), 2)}`;
+    return ms ? `${hms}.${pad(d.getMilliseconds(), 3)}` : hms;
   }
 
   function money(v) {
@@ -135,7 +137,7 @@
         return;
       }
       result.dataset.orderId = body.order_id;
-      showResult("ok", ["Order ", el("code", "", body.order_id), ` ${body.message}.`]);
+      showResult("ok", ["Order ", el("code", "", body.order_id), body.duplicate ? " was already submitted." : " accepted."]);
       select(body.order_id);
     } catch (err) {
       delete result.dataset.orderId;
@@ -178,7 +180,7 @@
       status.appendChild(statusPill(o.status));
       if (o.error) status.title = o.error;
       tr.append(id, el("td", "", o.customer ? o.customer.name : ""), el("td", "num", money(o.total_amount)),
-        status, el("td", "when", clock(o.updated_at)));
+        status, el("td", "when", clock(o.updated_at, false)));
       tr.addEventListener("click", () => select(o.order_id));
       return tr;
     });
@@ -252,7 +254,7 @@
 
   function describeData(data) {
     if (!data) return "";
-    return Object.keys(data).sort().map((k) => {
+    return Object.keys(data).sort().filter((k) => data[k] !== "").map((k) => {
       const v = data[k];
       return `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`;
     }).join("  ·  ");
@@ -268,7 +270,7 @@
     head.append(el("span", "type", ev.event_type), el("span", "service", ev.service));
     if (ev.compensation) head.append(el("span", "badge", "compensation"));
     if (failed) head.append(el("span", "badge", "failed"));
-    li.append(icon, head, el("span", "time", clock(ev.timestamp)));
+    li.append(icon, head, el("span", "time", clock(ev.timestamp, true)));
     const data = describeData(ev.data);
     if (data) li.append(el("div", "data", data));
     $("events").appendChild(li);
