@@ -158,7 +158,7 @@ type recentOrders struct {
 	max int
 }
 
-func newRecentOrders(max int) *recentOrders { return &recentOrders{max: max} }
+func newRecentOrders(n int) *recentOrders { return &recentOrders{max: n} }
 
 func (o *recentOrders) add(id string) {
 	o.mu.Lock()
