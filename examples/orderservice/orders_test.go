@@ -285,6 +285,8 @@ func TestHealth(t *testing.T) {
 	assert.Equal(t, []any{"shipping: orderflow: service unavailable"}, h["reasons"])
 	remove()
 
+	id := f.place("/process_order", orderJSON)
+	f.wait(id)
 	require.NoError(t, f.sys.Shutdown(context.Background()))
 	code, h = health()
 	assert.Equal(t, http.StatusServiceUnavailable, code)
@@ -294,6 +296,11 @@ func TestHealth(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
 	assert.Equal(t, "5", w.Header().Get("Retry-After"))
 	assert.JSONEq(t, `{"success": false, "error": "the order system is not running"}`, w.Body.String())
+	for _, path := range []string{"/orders/" + id + "/status", "/orders/" + id + "/events", "/orders/" + id + "/stream", "/orders/feed"} {
+		w := f.do(http.MethodGet, path, "")
+		assert.Equal(t, http.StatusServiceUnavailable, w.Code, path)
+		assert.JSONEq(t, `{"success": false, "error": "the order system is not running"}`, w.Body.String(), path)
+	}
 }
 
 func TestOverload(t *testing.T) {
@@ -520,6 +527,20 @@ func TestFaultOutlivesNoOrder(t *testing.T) {
 	w = f.do(http.MethodPost, "/process_order?fail_step=shipping", orderJSON, "Idempotency-Key", "k1")
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Zero(t, counter.count())
+}
+
+// plainPayment is a payment gateway that takes no injected faults.
+type plainPayment struct{ orderflow.PaymentGateway }
+
+func TestFaultNeedsInjectableService(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *orderflow.Config) { c.Payment = plainPayment{c.Payment} })
+	w := f.do(http.MethodPost, "/process_order?fail_step=payment", orderJSON)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.JSONEq(t, `{"success": false, "error": "fail_step \"payment\": the payment service takes no injected faults"}`, w.Body.String())
+	assert.Empty(t, f.srv.recent.list(), "nothing created")
+	id := f.place("/process_order?fail_step=inventory", orderJSON)
+	assert.Equal(t, orderflow.StatusFailed, f.wait(id).Status, "the other services still take faults")
 }
 
 func TestRequestLog(t *testing.T) {

@@ -58,6 +58,9 @@ func (s *server) orderStream(w http.ResponseWriter, r *http.Request) {
 	defer watch.Close()
 
 	sw := s.startStream(w)
+	if r.Method == http.MethodHead {
+		return
+	}
 	heartbeat := s.cfg.Clock.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	var last *orderflow.OrderEvent
@@ -115,8 +118,22 @@ func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
 	// between.
 	sub := s.sys.Coordinator().Subscribe(saga.SubscribeOptions{Buffer: 256})
 	defer sub.Close()
+	var batch []saga.Event
+	select { // a System that has stopped has closed the subscription already
+	case e, ok := <-sub.Events():
+		if !ok {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, r, http.StatusServiceUnavailable, "the order system is not running")
+			return
+		}
+		batch = append(batch, e)
+	default:
+	}
 
 	sw := s.startStream(w)
+	if r.Method == http.MethodHead {
+		return
+	}
 	if sw.event("orders", "", struct {
 		Orders []orderflow.OrderStatus `json:"orders"`
 	}{s.statuses(ctx, s.recent.list())}) != nil {
@@ -125,21 +142,22 @@ func (s *server) orderFeed(w http.ResponseWriter, r *http.Request) {
 	heartbeat := s.cfg.Clock.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	var missed uint64
-	var batch []saga.Event
-	for {
-		select {
-		case e, ok := <-sub.Events():
-			if !ok {
+	for ; ; batch = batch[:0] {
+		if len(batch) == 0 {
+			select {
+			case e, ok := <-sub.Events():
+				if !ok {
+					return
+				}
+				batch = append(batch, e)
+			case <-heartbeat.C():
+				if sw.comment("heartbeat") != nil {
+					return
+				}
+				continue
+			case <-ctx.Done():
 				return
 			}
-			batch = append(batch[:0], e)
-		case <-heartbeat.C():
-			if sw.comment("heartbeat") != nil {
-				return
-			}
-			continue
-		case <-ctx.Done():
-			return
 		}
 	drain: // take what else is ready: one status per order, however many events it had
 		for {

@@ -435,3 +435,22 @@ func (w *failingWriter) Write([]byte) (int, error) {
 }
 
 var _ io.Writer = (*failingWriter)(nil)
+
+func TestStreamHead(t *testing.T) {
+	t.Parallel()
+	f, _ := gated(t)
+	ts := serveTest(t, f.srv)
+	id := f.place("/process_order", orderJSON) // held at payment: a GET would not end
+
+	for _, path := range []string{"/orders/" + id + "/stream", "/orders/feed"} {
+		resp, err := ts.Client().Head(ts.URL + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"), path)
+	}
+	resp, err := ts.Client().Head(ts.URL + "/orders/nope/stream")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
