@@ -21,20 +21,18 @@ type orderBody struct {
 	Items    []orderflow.Item   `json:"items"`
 }
 
-// bodyError is a request body that cannot be read as an order.
+// bodyError says why a request body cannot be read as an order.
 type bodyError struct {
 	status int // 400, or 413 for a body over the limit
 	msg    string
 }
-
-func (e *bodyError) Error() string { return e.msg }
 
 // decodeOrder reads an order from a request body of at most limit bytes.
 // Every field must be known and of the right type; a problem is reported
 // with its path, as in `items[1].quantity: want an integer, got string`.
 // It checks the shape of the JSON only: whether the order makes sense is
 // orderflow's to say.
-func decodeOrder(w http.ResponseWriter, r *http.Request, limit int64) (orderBody, error) {
+func decodeOrder(w http.ResponseWriter, r *http.Request, limit int64) (orderBody, *bodyError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -90,7 +88,7 @@ var errTrailingData = errors.New("unexpected data after the JSON object")
 
 // describe turns a decoding error at path into a bodyError that names the
 // field and says what was expected.
-func describe(path string, err error) error {
+func describe(path string, err error) *bodyError {
 	at := func(field string) string {
 		switch {
 		case path == "":

@@ -45,11 +45,9 @@ func (s *server) processOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	body, err := decodeOrder(w, r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		var be *bodyError
-		errors.As(err, &be)
-		writeError(w, r, be.status, be.msg)
+	body, bad := decodeOrder(w, r, s.cfg.MaxBodyBytes)
+	if bad != nil {
+		writeError(w, r, bad.status, bad.msg)
 		return
 	}
 

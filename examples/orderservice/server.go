@@ -70,7 +70,7 @@ type server struct {
 	// ctx ends when the server closes: streams end and fault cleanups stop.
 	ctx    context.Context
 	cancel context.CancelFunc
-	bgMu   sync.Mutex     // orders bg.Go after Close
+	bgMu   sync.Mutex     // keeps bg.Go from racing with Close
 	bg     sync.WaitGroup // fault cleanups
 }
 
