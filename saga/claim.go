@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"errors"
 	"log/slog"
 )
 
@@ -21,6 +22,48 @@ func (c *Coordinator[S]) claimLoop() {
 		case <-tick.C():
 		}
 		c.claim()
+		c.deliver()
+	}
+}
+
+// deliverBatch is the most forwarded signals deliver records per tick.
+const deliverBatch = 256
+
+// deliver records the signals other processes forwarded to the instances
+// this one owns, and removes them from the inbox. A signal for an instance
+// that has ended or moved on is dropped or left for its new owner.
+func (c *Coordinator[S]) deliver() {
+	sigs, err := c.claimer.Inbox(c.runCtx, c.def.name, deliverBatch)
+	if err != nil {
+		if c.runCtx.Err() == nil {
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: reading forwarded signals failed, will try again",
+				slog.String("definition", c.def.name), slog.Any("error", err))
+		}
+		return
+	}
+	var done []int64
+	for _, sig := range sigs {
+		err := c.signal(c.runCtx, sig.SagaID, sig.Name, sig.Payload, sig.DedupKey, false)
+		switch {
+		case err == nil:
+			done = append(done, sig.ID)
+		case errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument):
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: dropping forwarded signal",
+				slog.String("saga_id", sig.SagaID), slog.String("signal", sig.Name), slog.Any("error", err))
+			done = append(done, sig.ID)
+		case errors.Is(err, ErrFenced): // its new owner will take it
+		default:
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: recording forwarded signal failed, will try again",
+				slog.String("saga_id", sig.SagaID), slog.String("signal", sig.Name), slog.Any("error", err))
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	if err := c.claimer.Delivered(c.runCtx, done); err != nil && c.runCtx.Err() == nil {
+		// They stay queued and are recorded again, as duplicates.
+		c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: removing delivered signals failed",
+			slog.String("definition", c.def.name), slog.Any("error", err))
 	}
 }
 

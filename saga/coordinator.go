@@ -516,10 +516,22 @@ func (c *Coordinator[S]) Subscribe(opts SubscribeOptions) *Subscription {
 // received is ignored and Signal returns nil; an empty dedupKey never
 // matches. The payload must be empty or valid JSON.
 //
+// With a store that other processes share (a [Claimer]), a signal for an
+// instance that another process owns is queued for that process, which
+// records it within its ClaimInterval; Signal returns once it is queued. A
+// forwarded signal without a dedupKey is given one, so that it is recorded
+// once even if its delivery is repeated.
+//
 // Signal returns an error wrapping ErrFinished if the instance has ended,
 // ErrNotFound if it does not exist, ErrInvalidArgument for an empty ID or
 // name or a payload that is not JSON, and ErrStopped after Shutdown.
 func (c *Coordinator[S]) Signal(ctx context.Context, sagaID, name string, payload []byte, dedupKey string) error {
+	return c.signal(ctx, sagaID, name, payload, dedupKey, true)
+}
+
+// signal records a signal for an instance this coordinator runs; with
+// forward set, one for an instance another process owns is queued for it.
+func (c *Coordinator[S]) signal(ctx context.Context, sagaID, name string, payload []byte, dedupKey string, forward bool) error {
 	switch {
 	case sagaID == "":
 		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
@@ -541,7 +553,16 @@ func (c *Coordinator[S]) Signal(ctx context.Context, sagaID, name string, payloa
 		inst = c.stuck.get(sagaID)
 	}
 	if inst == nil {
-		return c.notHere(ctx, sagaID)
+		err := c.notHere(ctx, sagaID)
+		if !forward || c.claimer == nil || !errors.Is(err, ErrFenced) {
+			return err
+		}
+		if dedupKey == "" { // so that its owner records it once
+			dedupKey = "forwarded/" + c.cfg.NewID()
+		}
+		return c.claimer.Forward(ctx, ForwardedSignal{
+			SagaID: sagaID, Name: name, Payload: slices.Clone(payload), DedupKey: dedupKey,
+		})
 	}
 
 	inst.mu.Lock()

@@ -117,7 +117,10 @@ func CheckAppend(sagaID string, last uint64, events []Event) error {
 // With such a store a coordinator runs only the instances it owns: those
 // it started and those Claim gives it, at Startup and then every
 // Config.ClaimInterval. At Shutdown it hands back the unfinished ones with
-// Release, so that another process can claim them at once.
+// Release, so that another process can claim them at once. A signal for an
+// instance owned elsewhere is queued with Forward; the owner takes it from
+// its Inbox at the same interval, records it, and removes it with
+// Delivered.
 type Claimer interface {
 	Store
 
@@ -131,4 +134,28 @@ type Claimer interface {
 	// for another process to claim. IDs this process does not own are
 	// ignored.
 	Release(ctx context.Context, sagaIDs []string) error
+
+	// Forward queues a signal for whichever process owns its instance. It
+	// returns an error wrapping ErrNotFound if there is no such instance
+	// and ErrFinished if it has ended.
+	Forward(ctx context.Context, s ForwardedSignal) error
+
+	// Inbox returns at most max queued signals for the instances of
+	// definition that this process owns, oldest first, including those
+	// whose instance has ended since. They stay queued until Delivered
+	// removes them.
+	Inbox(ctx context.Context, definition string, max int) ([]ForwardedSignal, error)
+
+	// Delivered removes the queued signals with these IDs.
+	Delivered(ctx context.Context, ids []int64) error
+}
+
+// ForwardedSignal is a signal on its way to the process that owns its
+// instance (see Claimer).
+type ForwardedSignal struct {
+	ID       int64  // given by the store when it is queued
+	SagaID   string // the instance it is for
+	Name     string
+	Payload  []byte // empty or JSON
+	DedupKey string
 }

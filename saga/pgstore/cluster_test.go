@@ -2,6 +2,8 @@ package pgstore_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -326,4 +328,56 @@ func TestDuplicateStartAcrossNodes(t *testing.T) {
 	for _, id := range ids {
 		assert.Equal(t, 1, fx.done[id+"/ship"], "%s shipped once", id)
 	}
+}
+
+func TestSignalReachesTheOwner(t *testing.T) {
+	c := newCluster(t)
+	start := func(name string) *saga.Coordinator[order] {
+		def, err := saga.NewDefinition("paid-order", []saga.Step[order]{
+			{Name: "charge", Action: func(ctx context.Context, o *order) error {
+				p, ok := saga.SignalPayload(ctx)
+				if !ok {
+					return saga.Permanent(errors.New("no payment"))
+				}
+				return json.Unmarshal(p, &o.N)
+			}, Signal: "paid"},
+		})
+		require.NoError(t, err)
+		coord, err := saga.New(def, saga.Config{
+			Store: c.open(name), Clock: c.clock, Logger: slog.New(slog.DiscardHandler), ClaimInterval: claimInterval,
+		})
+		require.NoError(t, err)
+		require.NoError(t, coord.Startup(t.Context()))
+		t.Cleanup(func() { assert.NoError(t, coord.Shutdown(context.Background())) })
+		return coord
+	}
+	a, b := start("a"), start("b")
+	sub := a.Subscribe(saga.SubscribeOptions{SagaID: "order-1"})
+	defer sub.Close()
+	_, err := a.Start(t.Context(), order{}, saga.WithID("order-1"))
+	require.NoError(t, err)
+
+	// Sent to b, which does not own it: queued for a, twice, as a retrying
+	// webhook would.
+	require.NoError(t, b.Signal(t.Context(), "order-1", "paid", []byte(`42`), "webhook-7"))
+	require.NoError(t, b.Signal(t.Context(), "order-1", "paid", []byte(`42`), "webhook-7"))
+	assert.ErrorIs(t, b.Signal(t.Context(), "nobody", "paid", nil, ""), saga.ErrNotFound)
+
+	c.clock.Advance(claimInterval) // a reads its inbox
+	var got []saga.EventType
+	for e := range sub.Events() {
+		got = append(got, e.Type)
+		if e.Ends() {
+			break
+		}
+	}
+	assert.Equal(t, []saga.EventType{
+		saga.EventSagaStarted, saga.EventStepStarted,
+		saga.EventSignalReceived, saga.EventStepSucceeded, saga.EventSagaCompleted,
+	}, got,
+		"recorded once by its owner, then the step ran")
+	snap, err := b.Get(t.Context(), "order-1")
+	require.NoError(t, err)
+	assert.Equal(t, 42, snap.State.N)
+	assert.ErrorIs(t, b.Signal(t.Context(), "order-1", "paid", nil, ""), saga.ErrFinished)
 }

@@ -38,9 +38,10 @@
 // Nodes find work by polling (Claim), not by LISTEN/NOTIFY, which
 // database/sql cannot receive without a driver: the delay before a
 // released or orphaned instance moves is bounded by the claim interval.
-// Reads (Load, and so Coordinator.Get and Events) work on every node;
-// writes to an instance, including Signal, must go to its owner: elsewhere
-// they fail with saga.ErrFenced.
+// Reads (Load, and so Coordinator.Get and Events) work on every node. A
+// signal sent to a node that does not own its instance is queued in the
+// database (Forward) and recorded by the owner at its next claim interval
+// (Inbox, Delivered). Retry of a stuck instance must go to its owner.
 package pgstore
 
 import (
@@ -406,6 +407,10 @@ type queries struct {
 	instance   string
 	load       string
 	unfinished string
+	finished   string
+	forward    string
+	inbox      string
+	delivered  string
 
 	mu      sync.Mutex
 	creates map[int]string
@@ -441,8 +446,16 @@ func newQueries(schema string) queries {
 		load:     `SELECT meta, state, payload FROM ` + schema + `.events WHERE saga_id = $1 ORDER BY seq`,
 		unfinished: `SELECT saga_id FROM ` + schema + `.instances
 			WHERE definition = $1 AND NOT finished ORDER BY n`,
-		creates: make(map[int]string),
-		appends: make(map[int]string),
+		finished: `SELECT finished FROM ` + schema + `.instances WHERE saga_id = $1`,
+		forward: `INSERT INTO ` + schema + `.signals (saga_id, name, payload, dedup_key)
+			SELECT saga_id, $2, $3, $4 FROM ` + schema + `.instances WHERE saga_id = $1 AND NOT finished`,
+		inbox: `SELECT s.id, s.saga_id, s.name, s.payload, s.dedup_key
+			FROM ` + schema + `.signals AS s JOIN ` + schema + `.instances AS i USING (saga_id)
+			WHERE i.owner = $1 AND i.definition = $2
+			ORDER BY s.id LIMIT $3`,
+		delivered: `DELETE FROM ` + schema + `.signals WHERE id IN `,
+		creates:   make(map[int]string),
+		appends:   make(map[int]string),
 	}
 }
 

@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store, caps Capabilities
 		{"SharedRelease", testSharedRelease},
 		{"SharedCloseHandsBack", testSharedCloseHandsBack},
 		{"SharedClaimDisjoint", testSharedClaimDisjoint},
+		{"SharedForward", testSharedForward},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"LeaseFencesStaleOwner", testLeaseFencesStaleOwner},
 	}

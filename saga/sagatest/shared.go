@@ -211,3 +211,52 @@ func testLeaseFencesStaleOwner(t *testing.T, s saga.Store, caps Capabilities) {
 	assertLog(t, a, "order-1", append(log, next...))
 	assert.Empty(t, mustClaim(t, a, "orders", 10), "the new owner is alive")
 }
+
+func testSharedForward(t *testing.T, s saga.Store, caps Capabilities) {
+	a, b := shared(t, s, caps)
+	ctx := t.Context()
+	log := newLog("order-1", "orders", stepStarted)
+	mustCreate(t, a, log)
+	mustCreate(t, a, newLog("other-def", "shipping"))
+	mustCreate(t, a, newLog("done", "orders", completedTypes...))
+
+	paid := saga.ForwardedSignal{SagaID: "order-1", Name: "paid", Payload: []byte(`{"amount": 12.5}`), DedupKey: "pay-1"}
+	require.NoError(t, b.Forward(ctx, paid))
+	require.NoError(t, b.Forward(ctx, saga.ForwardedSignal{SagaID: "order-1", Name: "shipped", DedupKey: "ship-1"}))
+	require.NoError(t, b.Forward(ctx, saga.ForwardedSignal{SagaID: "other-def", Name: "x", DedupKey: "x"}))
+	assert.ErrorIs(t, b.Forward(ctx, saga.ForwardedSignal{SagaID: "done", Name: "paid", DedupKey: "d"}), saga.ErrFinished)
+	assert.ErrorIs(t, b.Forward(ctx, saga.ForwardedSignal{SagaID: "nobody", Name: "paid", DedupKey: "n"}), saga.ErrNotFound)
+
+	none, err := b.Inbox(ctx, "orders", 10)
+	require.NoError(t, err)
+	assert.Empty(t, none, "signals go to the owner's inbox only")
+
+	got, err := a.Inbox(ctx, "orders", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 2, "the owner's inbox for its definition")
+	assert.Equal(t, "paid", got[0].Name, "oldest first")
+	assert.Equal(t, "order-1", got[0].SagaID)
+	assertBytes(t, paid.Payload, got[0].Payload, "payload")
+	assert.Equal(t, "pay-1", got[0].DedupKey)
+	assert.Equal(t, "shipped", got[1].Name)
+	assert.Empty(t, got[1].Payload)
+
+	first, err := a.Inbox(ctx, "orders", 1)
+	require.NoError(t, err)
+	assert.Equal(t, got[:1], first, "at most max")
+
+	require.NoError(t, a.Delivered(ctx, []int64{got[0].ID}))
+	rest, err := a.Inbox(ctx, "orders", 10)
+	require.NoError(t, err)
+	assert.Equal(t, got[1:], rest, "delivered signals are gone")
+
+	// A new owner gets what was queued for its instance.
+	require.NoError(t, a.Release(ctx, []string{"order-1"}))
+	require.Equal(t, []string{"order-1"}, mustClaim(t, b, "orders", 10))
+	moved, err := b.Inbox(ctx, "orders", 10)
+	require.NoError(t, err)
+	assert.Equal(t, got[1:], moved)
+	gone, err := a.Inbox(ctx, "orders", 10)
+	require.NoError(t, err)
+	assert.Empty(t, gone)
+}
