@@ -137,6 +137,9 @@ func (s *Store) shut() bool {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	close(s.quit)
+	s.writing.Wait()
+	s.cancel()
 	s.stopRenewing()
 	return true
 }

@@ -112,6 +112,12 @@ type Store struct {
 	stop     chan struct{} // closed to stop the renewals
 	stopOnce sync.Once
 	renewed  sync.WaitGroup
+
+	appends chan *appendReq // to the writers
+	quit    chan struct{}   // closed at Close to stop the writers
+	writing sync.WaitGroup
+	ctx     context.Context // of the writers' statements; cancelled at Close
+	cancel  context.CancelFunc
 }
 
 var _ saga.Claimer = (*Store)(nil)
@@ -149,15 +155,17 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: schema %s: %w", opts.Schema, err)
 	}
 	s := &Store{
-		db:    db,
-		opts:  opts,
-		node:  opts.Node,
-		ttl:   opts.LeaseTTL,
-		clock: opts.Clock,
-		log:   opts.Logger,
-		q:     newQueries(quote(opts.Schema)),
-		owned: make(map[string]int64),
-		stop:  make(chan struct{}),
+		db:      db,
+		opts:    opts,
+		node:    opts.Node,
+		ttl:     opts.LeaseTTL,
+		clock:   opts.Clock,
+		log:     opts.Logger,
+		q:       newQueries(quote(opts.Schema)),
+		owned:   make(map[string]int64),
+		stop:    make(chan struct{}),
+		appends: make(chan *appendReq),
+		quit:    make(chan struct{}),
 	}
 	expiry := s.clock.Now().Add(s.ttl)
 	if _, err := db.ExecContext(ctx, s.q.join, s.node, expiry); err != nil {
@@ -169,6 +177,11 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Store, error) {
 	s.expiry = expiry
 	s.renewed.Add(1)
 	go s.renewLoop()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.writing.Add(writers)
+	for range writers {
+		go s.writeLoop()
+	}
 	return s, nil
 }
 
@@ -247,22 +260,17 @@ func (s *Store) Append(ctx context.Context, sagaID string, expected uint64, even
 	if !owned {
 		return s.refused(ctx, sagaID, expected, 0, events[0].Run)
 	}
-	last := events[len(events)-1]
-	args := []any{sagaID, expected, last.Seq, last.Ends(), s.node, epoch, events[0].Run}
-	args, err := appendRows(args, events)
+	r, err := newAppendReq(ctx, sagaID, expected, epoch, events)
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, s.q.append(len(events)), args...)
-	if err != nil {
-		return fmt.Errorf("pgstore: append to %q: %w", sagaID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("pgstore: append to %q: %w", sagaID, err)
-	} else if n == 0 {
+	switch err := s.submit(r); {
+	case errors.Is(err, errNotApplied):
 		return s.refused(ctx, sagaID, expected, epoch, events[0].Run)
+	case err != nil:
+		return err
 	}
-	if last.Ends() {
+	if events[len(events)-1].Ends() {
 		s.disown(sagaID)
 	}
 	return nil
@@ -412,9 +420,10 @@ type queries struct {
 	inbox      string
 	delivered  string
 
+	batch string
+
 	mu      sync.Mutex
 	creates map[int]string
-	appends map[int]string
 }
 
 func newQueries(schema string) queries {
@@ -454,8 +463,8 @@ func newQueries(schema string) queries {
 			WHERE i.owner = $1 AND i.definition = $2
 			ORDER BY s.id LIMIT $3`,
 		delivered: `DELETE FROM ` + schema + `.signals WHERE id IN `,
+		batch:     batchQuery(schema),
 		creates:   make(map[int]string),
-		appends:   make(map[int]string),
 	}
 }
 
@@ -493,28 +502,5 @@ func (q *queries) create(n int) string {
 	FROM (VALUES ` + values(n, 7) + `) AS v (seq, meta, state, payload)
 	WHERE EXISTS (SELECT 1 FROM i)`
 	q.creates[n] = text
-	return text
-}
-
-// append returns the statement that appends n events if the instance is
-// at the expected sequence number, unfinished, and owned by this node
-// under this epoch, and of this run. Parameters: saga_id, expected,
-// last_seq, finished, owner, epoch, run, then four per event.
-func (q *queries) append(n int) string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if text, ok := q.appends[n]; ok {
-		return text
-	}
-	text := `WITH u AS (
-		UPDATE ` + q.schema + `.instances SET last_seq = $3, finished = $4
-		WHERE saga_id = $1 AND last_seq = $2 AND NOT finished AND owner = $5 AND epoch = $6 AND run = $7
-		RETURNING 1
-	)
-	INSERT INTO ` + q.schema + `.events (saga_id, seq, meta, state, payload)
-	SELECT $1, v.seq, v.meta, v.state, v.payload
-	FROM (VALUES ` + values(n, 8) + `) AS v (seq, meta, state, payload)
-	WHERE EXISTS (SELECT 1 FROM u)`
-	q.appends[n] = text
 	return text
 }
