@@ -42,6 +42,17 @@ type result struct {
 	GoVersion    string  `json:"go_version"`
 	GOMAXPROCS   int     `json:"gomaxprocs"`
 	Verified     bool    `json:"verified"`
+	// Journal is what the journal wrote, with -store journal.
+	Journal *journalStats `json:"journal,omitempty"`
+}
+
+// journalStats are the journal's counters over a run: how well group
+// commit shared the fsyncs, and how much went to disk.
+type journalStats struct {
+	Records        uint64  `json:"records"`
+	Fsyncs         uint64  `json:"fsyncs"`
+	RecordsPerSync float64 `json:"records_per_fsync"`
+	MB             float64 `json:"mb_written"`
 }
 
 // The catalogue the orders buy from, and the address that no courier
@@ -175,6 +186,15 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	elapsed := clk.Now().Sub(start)
 	stopProgress()
 	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
+	if e, ok := r.(*engine); ok {
+		if j, ok := e.store.(*journal.Journal); ok {
+			st := j.Stats()
+			res.Journal = &journalStats{
+				Records: st.Records, Fsyncs: st.Syncs, MB: float64(st.Bytes) / (1 << 20),
+				RecordsPerSync: float64(st.Records) / float64(max(st.Syncs, 1)),
+			}
+		}
+	}
 	closeErr := r.close()
 
 	res.ElapsedSec = elapsed.Seconds()

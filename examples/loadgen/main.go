@@ -135,6 +135,10 @@ func printTable(w io.Writer, r result) {
 	fmt.Fprintf(tw, "throughput\t%.0f orders/s (%.2fs)\n", r.OrdersPerSec, r.ElapsedSec)
 	fmt.Fprintf(tw, "latency\tp50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
 	fmt.Fprintf(tw, "peak heap\t%.1f MB\n", r.PeakHeapMB)
+	if j := r.Journal; j != nil {
+		fmt.Fprintf(tw, "journal\t%d records, %d fsyncs (%.1f records each), %.1f MB written\n",
+			j.Records, j.Fsyncs, j.RecordsPerSync, j.MB)
+	}
 	fmt.Fprintf(tw, "runtime\t%s, GOMAXPROCS %d\n", r.GoVersion, r.GOMAXPROCS)
 	tw.Flush()
 }
