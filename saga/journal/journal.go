@@ -138,6 +138,7 @@ type Journal struct {
 	index   map[string]*entry
 	created uint64 // instances created so far, for Unfinished's order
 	cur     *batch // records waiting for the writer
+	spare   []byte // a written batch's buffer, for the next batch
 	poison  error  // the write error that broke the journal
 	closed  bool
 
@@ -263,27 +264,33 @@ func (j *Journal) write(ctx context.Context, r *record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	frame, err := appendFrame(nil, r)
+	scratch := getScratch()
+	frame, err := appendFrame((*scratch)[:0], r)
+	*scratch = frame
 	if err != nil {
+		putScratch(scratch)
 		return err
 	}
 	j.mu.Lock()
-	if err := j.usable(); err != nil {
-		j.mu.Unlock()
-		return err
+	err = j.usable()
+	if err == nil {
+		err = j.check(r)
 	}
-	if err := j.check(r); err != nil {
+	if err != nil {
 		j.mu.Unlock()
+		putScratch(scratch)
 		return err
 	}
 	if j.cur == nil {
-		j.cur = &batch{done: make(chan struct{})}
+		j.cur = &batch{buf: j.spare, done: make(chan struct{})}
+		j.spare = nil
 	}
 	b := j.cur
 	b.buf = append(b.buf, frame...)
 	b.records++
 	j.apply(r)
 	j.mu.Unlock()
+	putScratch(scratch)
 
 	select {
 	case j.wake <- struct{}{}:
@@ -504,6 +511,18 @@ func (j *Journal) flushBatch(b *batch) {
 	}
 	b.err = err
 	close(b.done)
+	j.recycle(b.buf)
+}
+
+// recycle keeps buf, a written batch's buffer, for the next batch, unless
+// it has grown too big to keep.
+func (j *Journal) recycle(buf []byte) {
+	if cap(buf) > maxSpare {
+		return
+	}
+	j.mu.Lock()
+	j.spare = buf[:0]
+	j.mu.Unlock()
 }
 
 // syncNow fsyncs what SyncInterval mode has written since the last fsync.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/saga"
@@ -48,6 +49,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errDecode is wrapped by every decoding failure.
 var errDecode = errors.New("journal: malformed record")
+
+// Encoding buffers are reused: a record is encoded into a scratch buffer
+// outside the journal's lock, then copied into the batch, whose buffer the
+// writer hands back once it is written. Neither is kept when a big record
+// has grown it past maxSpare.
+const maxSpare = 1 << 20
+
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getScratch() *[]byte { return scratchPool.Get().(*[]byte) }
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= maxSpare {
+		scratchPool.Put(b)
+	}
+}
 
 // appendFrame appends r's framed encoding to buf.
 func appendFrame(buf []byte, r *record) ([]byte, error) {
