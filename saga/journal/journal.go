@@ -13,15 +13,18 @@
 // poisons the journal: every later call fails with it until the journal is
 // opened again, so nothing is acknowledged that may not be on disk.
 //
-// The journal keeps the logs of its instances in memory, so Load never
-// reads the disk. A record is in memory from the moment it is queued, so
-// Load may show events whose Append has not yet returned (and that a crash
-// before their fsync would lose), as a database shows a transaction to the
-// connection that is committing it; compaction drops finished instances older than the
-// retention period from memory and from the directory. One process at a
-// time may open a directory: a second Open fails with ErrLocked. The lock
-// is flock(2), so the journal runs on Unix systems (Linux, macOS, the BSDs);
-// elsewhere Open fails.
+// The logs stay on disk: the journal keeps in memory an index of where
+// each instance's records are, with what Create and Append check for the
+// instances in flight, and Load reads the records back. A finished
+// instance costs the index some tens of bytes, so memory follows the
+// instances in flight rather than the ones kept. A record can be loaded
+// from the moment it is queued, so Load may show events whose Append has
+// not yet returned (and that a crash before their fsync would lose), as a
+// database shows a transaction to the connection that is committing it;
+// compaction drops finished instances older than the retention period.
+// One process at a time may open a directory: a second Open fails with
+// ErrLocked. The lock is flock(2), so the journal runs on Unix systems
+// (Linux, macOS, the BSDs); elsewhere Open fails.
 package journal
 
 import (
@@ -32,7 +35,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +57,9 @@ var (
 
 // CorruptionError reports damage that is not a torn tail: a record that
 // fails its checksum or cannot be decoded, followed by valid records, or a
-// damaged segment that is not the last. The file is left as it is, for
-// inspection.
+// damaged segment that is not the last. Open returns it, and so do Load
+// and Compact when a record they read back is damaged. The file is left as
+// it is, for inspection.
 type CorruptionError struct {
 	File   string // path of the segment
 	Offset int64  // where the bad record starts
@@ -87,15 +90,19 @@ type Options struct {
 	// for its fsync.
 	SyncInterval time.Duration
 	// SegmentSize is the size at which the journal starts a new segment
-	// file. Defaults to 64 MiB.
+	// file, at most 256 GiB. Defaults to 64 MiB.
 	SegmentSize int64
 	// Retention is how long a finished instance (completed or
 	// compensated) is kept after its last event before compaction drops
 	// it. Defaults to 24 hours.
 	Retention time.Duration
 	// CompactAfter is how many segments accumulate before the journal
-	// compacts them on its own. Defaults to 4; negative turns automatic
-	// compaction off (Compact still works).
+	// considers compacting them on its own. It compacts when at least
+	// half of their records belong to instances past Retention (copying
+	// the rest to drop less would cost more than it frees), and otherwise
+	// looks again once as many more segments have accumulated. Defaults
+	// to 4; negative turns automatic compaction off (Compact still
+	// compacts whatever there is to drop).
 	CompactAfter int
 }
 
@@ -105,6 +112,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: negative SyncInterval", saga.ErrInvalidArgument)
 	case o.SegmentSize < 0:
 		return o, fmt.Errorf("%w: negative SegmentSize", saga.ErrInvalidArgument)
+	case o.SegmentSize > maxSegmentSize:
+		return o, fmt.Errorf("%w: SegmentSize over %d", saga.ErrInvalidArgument, int64(maxSegmentSize))
 	case o.Retention < 0:
 		return o, fmt.Errorf("%w: negative Retention", saga.ErrInvalidArgument)
 	}
@@ -134,13 +143,20 @@ type Journal struct {
 	log  *slog.Logger
 	lock *os.File
 
-	mu      sync.Mutex
-	index   map[string]*entry
-	created uint64 // instances created so far, for Unfinished's order
-	cur     *batch // records waiting for the writer
-	spare   []byte // a written batch's buffer, for the next batch
-	poison  error  // the write error that broke the journal
-	closed  bool
+	// files is held for reading while records are read back from the
+	// segments, and for writing while compaction moves them.
+	files sync.RWMutex
+
+	mu       sync.Mutex       // guards what follows, up to the writer's fields
+	live     map[string]*live // instances in flight
+	done     map[string]done  // finished instances
+	created  uint64           // instances created so far, for Unfinished's order
+	cur      *batch           // records waiting for the writer
+	inflight *batch           // the batch the writer is writing
+	serial   uint32           // of the last batch
+	spares   []spare          // written batches' buffers, for the next ones
+	poison   error            // the write error that broke the journal
+	closed   bool
 
 	// Owned by the writer goroutine once Open returns.
 	seg     *segment
@@ -160,19 +176,30 @@ type Journal struct {
 	stats struct{ records, writes, syncs, bytes atomic.Uint64 }
 }
 
-// entry is one instance's log.
-type entry struct {
-	events []saga.Event
-	n      uint64 // creation order
-	ended  bool
-}
-
 // batch is the records that one write and one fsync will cover.
 type batch struct {
-	buf     []byte
-	records int
-	done    chan struct{}
-	err     error
+	serial uint32
+	buf    []byte   // their frames
+	recs   []queued // where they are in buf, and whose they are
+	done   chan struct{}
+	err    error
+}
+
+// spare is a written batch's buffers, kept for a later batch: there are
+// two batches at a time, one filling while the writer writes the other.
+type spare struct {
+	buf  []byte
+	recs []queued
+}
+
+const maxSpares = 2
+
+// queued is a record in a batch: the frame at off in the batch's buffer,
+// which is e.locs[i].
+type queued struct {
+	e   *live
+	i   int
+	off int
 }
 
 // Stats counts what a Journal has written since Open.
@@ -218,7 +245,8 @@ func Open(dir string, opts Options) (*Journal, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		lock:    lock,
-		index:   make(map[string]*entry),
+		live:    make(map[string]*live),
+		done:    make(map[string]done),
 		fsync:   (*os.File).Sync,
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -258,18 +286,31 @@ func (j *Journal) Append(ctx context.Context, sagaID string, expected uint64, ev
 	return j.write(ctx, &record{kind: kindAppend, sagaID: sagaID, expected: expected, events: events})
 }
 
-// write checks r against the index, queues it for the writer, applies it to
-// the index, and waits until the fsync that covers it has returned.
+// write queues r and waits until the fsync that covers it has returned.
 func (j *Journal) write(ctx context.Context, r *record) error {
-	if err := ctx.Err(); err != nil {
+	b, err := j.queue(ctx, r)
+	if err != nil {
 		return err
 	}
+	// Not ctx: once queued, the record is written whatever the caller
+	// does, and the caller must learn whether it was.
+	<-b.done
+	return b.err
+}
+
+// queue checks r against the index, adds it to the batch the writer takes
+// next, applies it to the index, wakes the writer, and returns the batch.
+func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Encoded outside the lock, so that the callers' encodings overlap.
 	scratch := getScratch()
+	defer putScratch(scratch)
 	frame, err := appendFrame((*scratch)[:0], r)
 	*scratch = frame
 	if err != nil {
-		putScratch(scratch)
-		return err
+		return nil, err
 	}
 	j.mu.Lock()
 	err = j.usable()
@@ -278,28 +319,27 @@ func (j *Journal) write(ctx context.Context, r *record) error {
 	}
 	if err != nil {
 		j.mu.Unlock()
-		putScratch(scratch)
-		return err
+		return nil, err
 	}
 	if j.cur == nil {
-		j.cur = &batch{buf: j.spare, done: make(chan struct{})}
-		j.spare = nil
+		j.serial++
+		j.cur = &batch{serial: j.serial, done: make(chan struct{})}
+		if k := len(j.spares) - 1; k >= 0 {
+			j.cur.buf, j.cur.recs = j.spares[k].buf, j.spares[k].recs
+			j.spares = j.spares[:k]
+		}
 	}
 	b := j.cur
+	e := j.apply(r, pendingLoc(b.serial, len(b.recs)))
+	b.recs = append(b.recs, queued{e: e, i: len(e.locs) - 1, off: len(b.buf)})
 	b.buf = append(b.buf, frame...)
-	b.records++
-	j.apply(r)
 	j.mu.Unlock()
-	putScratch(scratch)
 
 	select {
 	case j.wake <- struct{}{}:
 	default:
 	}
-	// Not ctx: once queued, the record is written whatever the caller
-	// does, and the caller must learn whether it was.
-	<-b.done
-	return b.err
+	return b, nil
 }
 
 // usable returns why the journal takes no calls, if it does not. It expects
@@ -312,90 +352,6 @@ func (j *Journal) usable() error {
 		return fmt.Errorf("journal: unusable after a write error (reopen it): %w", j.poison)
 	}
 	return nil
-}
-
-// check reports whether r may be applied to the index. It expects j.mu
-// held.
-func (j *Journal) check(r *record) error {
-	e, ok := j.index[r.sagaID]
-	if r.kind == kindCreate {
-		if ok {
-			return fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
-		}
-		return nil
-	}
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
-	case e.ended:
-		return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
-	case uint64(len(e.events)) != r.expected:
-		return fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, len(e.events), r.expected)
-	case r.events[0].Run != e.events[0].Run:
-		return fmt.Errorf("%w: run %q appended to the log of run %q", saga.ErrInvalidEvent, r.events[0].Run, e.events[0].Run)
-	}
-	return nil
-}
-
-// apply adds a checked record to the index. It expects j.mu held.
-func (j *Journal) apply(r *record) {
-	e, ok := j.index[r.sagaID]
-	if !ok {
-		j.created++
-		e = &entry{n: j.created}
-		j.index[r.sagaID] = e
-	}
-	e.events = append(e.events, r.events...)
-	e.ended = e.events[len(e.events)-1].Ends()
-}
-
-// Load implements saga.Store.
-func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return nil, err
-	}
-	e, ok := j.index[sagaID]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, sagaID)
-	}
-	return slices.Clone(e.events), nil
-}
-
-// Unfinished implements saga.Store.
-func (j *Journal) Unfinished(_ context.Context, definition string) ([]string, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return nil, err
-	}
-	type item struct {
-		id string
-		n  uint64
-	}
-	var items []item
-	for id, e := range j.index {
-		if !e.ended && e.events[0].Definition == definition {
-			items = append(items, item{id, e.n})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int { return compareUint(a.n, b.n) })
-	ids := make([]string, len(items))
-	for i, it := range items {
-		ids[i] = it.id
-	}
-	return ids, nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Ping implements saga.Store: it fails once the journal is closed or
@@ -450,7 +406,7 @@ func (j *Journal) writer() {
 		case <-tickC:
 			j.syncNow()
 		case done := <-j.compactReq:
-			j.startCompaction(done)
+			j.startCompaction(done, false)
 		case base := <-j.compactDone:
 			j.compacted(base)
 		case <-j.quit:
@@ -468,32 +424,38 @@ func (j *Journal) flush() {
 	// with one P (GOMAXPROCS=1) they would otherwise run only while this
 	// goroutine waits, and every batch would hold a single record.
 	runtime.Gosched()
-	j.mu.Lock()
-	b := j.cur
-	j.cur = nil
-	j.mu.Unlock()
-	j.flushBatch(b)
+	j.flushBatch(j.take())
 	if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
-		j.startCompaction(nil)
+		j.startCompaction(nil, true)
 	}
 }
 
-// flushBatch writes b (if not nil), fsyncs it, and tells its writers how it
-// went.
-func (j *Journal) flushBatch(b *batch) {
+// take hands the queued batch, if any, to the writer.
+func (j *Journal) take() *batch {
 	j.mu.Lock()
-	poison := j.poison
-	j.mu.Unlock()
+	defer j.mu.Unlock()
+	b := j.cur
+	j.cur, j.inflight = nil, b
+	return b
+}
+
+// flushBatch writes b (if not nil, as take returned it), fsyncs it, gives
+// its records their places on disk, and tells its writers how it went.
+func (j *Journal) flushBatch(b *batch) {
 	if b == nil {
 		return
 	}
+	j.mu.Lock()
+	poison := j.poison
+	j.mu.Unlock()
 	if poison != nil {
-		b.err = fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison)
-		close(b.done)
+		j.finishBatch(b, false, fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison))
 		return
 	}
+	seg, pos := j.seg.n, j.seg.size
 	err := j.seg.write(b.buf)
-	j.stats.records.Add(uint64(b.records))
+	written := err == nil
+	j.stats.records.Add(uint64(len(b.recs)))
 	j.stats.writes.Add(1)
 	j.stats.bytes.Add(uint64(len(b.buf)))
 	if err == nil {
@@ -503,26 +465,32 @@ func (j *Journal) flushBatch(b *batch) {
 			err = j.sync(j.seg.f)
 		}
 	}
+	if written {
+		j.mu.Lock()
+		j.resolve(b, seg, pos)
+		j.mu.Unlock()
+	}
 	if err == nil && j.seg.size >= j.opts.SegmentSize {
 		err = j.rotate()
 	}
 	if err != nil {
 		j.fail(err)
 	}
-	b.err = err
-	close(b.done)
-	j.recycle(b.buf)
+	j.finishBatch(b, written, err)
 }
 
-// recycle keeps buf, a written batch's buffer, for the next batch, unless
-// it has grown too big to keep.
-func (j *Journal) recycle(buf []byte) {
-	if cap(buf) > maxSpare {
-		return
-	}
+// finishBatch tells b's writers how it went, and keeps its buffers for the
+// next batch unless they have grown too big to keep.
+func (j *Journal) finishBatch(b *batch, resolved bool, err error) {
 	j.mu.Lock()
-	j.spare = buf[:0]
+	j.inflight = nil
+	if resolved && cap(b.buf) <= maxSpare && len(j.spares) < maxSpares {
+		clear(b.recs)
+		j.spares = append(j.spares, spare{b.buf[:0], b.recs[:0]})
+	}
 	j.mu.Unlock()
+	b.err = err
+	close(b.done)
 }
 
 // syncNow fsyncs what SyncInterval mode has written since the last fsync.

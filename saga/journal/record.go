@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -237,26 +238,48 @@ func (d *decoder) time(what string) time.Time {
 	return time.Time{}
 }
 
+// payloadSagaID returns the saga ID of a payload without decoding the
+// rest, or ok false if it cannot be read.
+func payloadSagaID(b []byte) (id []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > uint64(len(b)-1-k) {
+		return nil, false
+	}
+	return b[1+k : 1+k+int(n)], true
+}
+
 // minEvent is the fewest bytes an encoded event takes; it bounds how many
 // events a payload can claim to hold.
 const minEvent = 14
 
 // decodePayload decodes a payload written by appendPayload.
 func decodePayload(b []byte) (record, error) {
+	r, _, err := decodeAppend(nil, b)
+	return r, err
+}
+
+// decodeAppend decodes a payload written by appendPayload, appending its
+// events to dst: r.events is the part of the returned slice they fill. On
+// failure it returns dst as it was.
+func decodeAppend(dst []saga.Event, b []byte) (record, []saga.Event, error) {
 	d := decoder{b: b}
 	var r record
 	r.kind = recordKind(d.byte("kind"))
 	if r.kind != kindCreate && r.kind != kindAppend {
-		return record{}, fmt.Errorf("%w: unknown kind %d", errDecode, r.kind)
+		return record{}, dst, fmt.Errorf("%w: unknown kind %d", errDecode, r.kind)
 	}
 	r.sagaID = d.string("saga ID")
 	r.expected = d.uvarint("expected sequence number")
 	n := d.uvarint("event count")
 	if d.err != nil || n == 0 || n > uint64(len(d.b)/minEvent) {
 		d.fail("event count")
-		return record{}, d.err
+		return record{}, dst, d.err
 	}
-	r.events = make([]saga.Event, n)
+	out := slices.Grow(dst, int(n))
+	r.events = out[len(dst) : len(dst)+int(n) : len(dst)+int(n)]
 	for i := range r.events {
 		e := &r.events[i]
 		e.SagaID = r.sagaID
@@ -279,7 +302,8 @@ func decodePayload(b []byte) (record, error) {
 		d.fail("trailing bytes")
 	}
 	if d.err != nil {
-		return record{}, d.err
+		clear(r.events) // what a failed decode put in dst's spare room
+		return record{}, dst, d.err
 	}
-	return r, nil
+	return r, out[:len(dst)+int(n)], nil
 }
