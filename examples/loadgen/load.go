@@ -28,6 +28,7 @@ type result struct {
 	Store        string  `json:"store"`
 	Orders       int     `json:"orders"`
 	Concurrency  int     `json:"concurrency"`
+	Workers      int     `json:"workers"`
 	Completed    int     `json:"completed"`
 	Failed       int     `json:"failed"`
 	Stuck        int     `json:"stuck"`
@@ -141,6 +142,15 @@ type runner interface {
 	close() error
 }
 
+// workersOrDefault returns the engine's workers: -workers, or one per
+// order in flight.
+func (o options) workersOrDefault() int {
+	if o.workers > 0 {
+		return o.workers
+	}
+	return o.concurrency
+}
+
 // load runs the orders and verifies the outcome.
 func load(ctx context.Context, o options, stderr io.Writer) (result, []string, error) {
 	clk := clock.Real()
@@ -154,11 +164,11 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	}
 
 	res := result{
-		Engine: o.engine, Store: o.store, Orders: o.orders, Concurrency: o.concurrency,
+		Engine: o.engine, Store: o.store, Orders: o.orders, Concurrency: o.concurrency, Workers: o.workersOrDefault(),
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 	}
 	if o.engine == "bare" {
-		res.Store = "none"
+		res.Store, res.Workers = "none", 0
 	}
 	outcomes := make([]outcome, o.orders)
 	latency := make([]time.Duration, o.orders)
@@ -348,6 +358,7 @@ func newEngine(ctx context.Context, o options, svc *services) (*engine, error) {
 			Store:           e.store,
 			Logger:          slog.New(slog.DiscardHandler),
 			MaxInFlight:     o.concurrency,
+			Workers:         o.workersOrDefault(),
 			WaitForCapacity: true,
 			Hooks:           saga.Hooks{OnEvent: e.onEvent},
 		},
