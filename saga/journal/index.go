@@ -126,37 +126,36 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// check reports whether r may be applied to the index. It expects j.mu
-// held.
-func (j *Journal) check(r *record) error {
+// check reports whether r may be applied to the index, and returns the
+// instance it appends to (nil for a Create). It expects j.mu held.
+func (j *Journal) check(r *record) (*live, error) {
 	e, ok := j.live[r.sagaID]
 	if r.kind == kindCreate {
 		if _, fin := j.done[r.sagaID]; ok || fin {
-			return fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
+			return nil, fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
 		}
-		return nil
+		return nil, nil
 	}
 	if !ok {
 		if _, fin := j.done[r.sagaID]; fin {
-			return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
+			return nil, fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
 		}
-		return fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
+		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
 	}
 	switch {
 	case e.ended:
-		return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
+		return nil, fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
 	case e.last != r.expected:
-		return fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, e.last, r.expected)
+		return nil, fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, e.last, r.expected)
 	case r.events[0].Run != e.run:
-		return fmt.Errorf("%w: run %q appended to the log of run %q", saga.ErrInvalidEvent, r.events[0].Run, e.run)
+		return nil, fmt.Errorf("%w: run %q appended to the log of run %q", saga.ErrInvalidEvent, r.events[0].Run, e.run)
 	}
-	return nil
+	return e, nil
 }
 
-// apply adds a checked record, found at l, to the index and returns its
-// instance. It expects j.mu held.
-func (j *Journal) apply(r *record, l loc) *live {
-	e := j.live[r.sagaID]
+// apply adds r, checked by check, which returned e, to the index: the
+// record is at l. It returns r's instance. It expects j.mu held.
+func (j *Journal) apply(r *record, e *live, l loc) *live {
 	if e == nil {
 		first := &r.events[0]
 		j.created++
@@ -182,15 +181,23 @@ func (j *Journal) apply(r *record, l loc) *live {
 
 // resolve gives the records of b, written at offset pos of segment seg,
 // their places on disk, and retires the instances whose last record was
-// among them. It expects j.mu held.
+// among them. It takes j.mu for a few records at a time: a batch may
+// hold thousands, and the callers queueing the next batch need the lock
+// too. Meanwhile Load finds each record either where it was queued (b is
+// still in flight) or on disk.
 func (j *Journal) resolve(b *batch, seg int, pos int64) {
-	for _, q := range b.recs {
-		e := q.e
-		e.locs[q.i] = diskLoc(seg, pos+int64(q.off))
-		e.pending--
-		if e.ended && e.pending == 0 {
-			j.retire(e)
+	const chunk = 64
+	for start := 0; start < len(b.recs); start += chunk {
+		j.mu.Lock()
+		for _, q := range b.recs[start:min(start+chunk, len(b.recs))] {
+			e := q.e
+			e.locs[q.i] = diskLoc(seg, pos+int64(q.off))
+			e.pending--
+			if e.ended && e.pending == 0 {
+				j.retire(e)
+			}
 		}
+		j.mu.Unlock()
 	}
 }
 

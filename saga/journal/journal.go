@@ -313,15 +313,17 @@ func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
 		return nil, err
 	}
 	j.mu.Lock()
+	var e *live
 	err = j.usable()
 	if err == nil {
-		err = j.check(r)
+		e, err = j.check(r)
 	}
 	if err != nil {
 		j.mu.Unlock()
 		return nil, err
 	}
-	if j.cur == nil {
+	first := j.cur == nil
+	if first {
 		j.serial++
 		j.cur = &batch{serial: j.serial, done: make(chan struct{})}
 		if k := len(j.spares) - 1; k >= 0 {
@@ -330,14 +332,18 @@ func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
 		}
 	}
 	b := j.cur
-	e := j.apply(r, pendingLoc(b.serial, len(b.recs)))
+	e = j.apply(r, e, pendingLoc(b.serial, len(b.recs)))
 	b.recs = append(b.recs, queued{e: e, i: len(e.locs) - 1, off: len(b.buf)})
 	b.buf = append(b.buf, frame...)
 	j.mu.Unlock()
 
-	select {
-	case j.wake <- struct{}{}:
-	default:
+	// The writer takes a batch whole: the record that starts one wakes it
+	// for all that follow.
+	if first {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
 	}
 	return b, nil
 }
@@ -466,9 +472,7 @@ func (j *Journal) flushBatch(b *batch) {
 		}
 	}
 	if written {
-		j.mu.Lock()
 		j.resolve(b, seg, pos)
-		j.mu.Unlock()
 	}
 	if err == nil && j.seg.size >= j.opts.SegmentSize {
 		err = j.rotate()

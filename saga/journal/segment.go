@@ -248,13 +248,14 @@ func (j *Journal) replay(n int, last bool) (int64, error) {
 		if err == nil {
 			err = saga.CheckAppend(r.sagaID, r.expected, r.events)
 		}
+		var e *live
 		if err == nil {
-			err = j.check(&r)
+			e, err = j.check(&r)
 		}
 		if err != nil {
 			return 0, &CorruptionError{File: path, Offset: int64(off), Reason: err.Error()}
 		}
-		j.apply(&r, diskLoc(n, int64(off)))
+		j.apply(&r, e, diskLoc(n, int64(off)))
 		off += size
 	}
 	return int64(off), nil
