@@ -85,7 +85,7 @@ func (j *Journal) startCompaction(done chan<- error, auto bool) {
 			return
 		}
 	}
-	j.flushBatch(j.take()) // queued before the plan: in the old segments
+	j.flushBatches(j.take(true)) // queued before the plan: in the old segments
 	now := j.opts.Clock.Now()
 	j.mu.Lock()
 	poison := j.poison

@@ -18,7 +18,8 @@ import (
 // number, its run, whether it has ended) and the locations of its records;
 // once its last record is written it shrinks to the packed locations and
 // the time it ended, which is what Load and compaction need. Memory thus
-// follows the instances in flight; a finished one costs some tens of bytes.
+// follows the instances in flight; a finished one costs about a hundred
+// bytes, map included.
 
 // loc is where a record is. A written record has its segment's number in
 // bits 40 to 62 and its frame's offset in the segment in bits 0 to 39. A

@@ -4,10 +4,12 @@
 // survive crashes without a database server.
 //
 // Every Create and Append is one record, framed with its length and a
-// CRC-32C checksum. Concurrent writers are batched: one write and one fsync
-// cover every record that arrived while the previous fsync ran, and no call
-// returns before the fsync covering its record has returned (unless
-// Options.SyncInterval trades that away). Open replays the records,
+// CRC-32C checksum. Concurrent writers are batched: one fsync covers the
+// records that arrived while the previous one ran, a batch being written
+// as soon as it holds 512 records or 1 MiB so that the writers behind it
+// can go on queueing meanwhile, and no call returns before the fsync
+// covering its record has returned (unless Options.SyncInterval trades
+// that away). Open replays the records,
 // verifies every checksum, truncates a torn tail left by a crash, and fails
 // with a *CorruptionError on damage anywhere else. A write or fsync error
 // poisons the journal: every later call fails with it until the journal is
@@ -16,7 +18,7 @@
 // The logs stay on disk: the journal keeps in memory an index of where
 // each instance's records are, with what Create and Append check for the
 // instances in flight, and Load reads the records back. A finished
-// instance costs the index some tens of bytes, so memory follows the
+// instance costs the index about a hundred bytes, so memory follows the
 // instances in flight rather than the ones kept. A record can be loaded
 // from the moment it is queued, so Load may show events whose Append has
 // not yet returned (and that a crash before their fsync would lose), as a
@@ -151,19 +153,27 @@ type Journal struct {
 	live     map[string]*live // instances in flight
 	done     map[string]done  // finished instances
 	created  uint64           // instances created so far, for Unfinished's order
-	cur      *batch           // records waiting for the writer
-	inflight *batch           // the batch the writer is writing
+	cur      *batch           // the batch records are queued to
+	full     []*batch         // batches sealed for the writer, oldest first
+	inflight []*batch         // the batches the writer is writing
 	serial   uint32           // of the last batch
 	spares   []spare          // written batches' buffers, for the next ones
 	poison   error            // the write error that broke the journal
 	closed   bool
 
+	// Set by Open; tests replace them before any call.
+	seal  struct{ records, bytes int } // sealRecords and sealBytes
+	yield func()                       // runtime.Gosched, for the settler
+
 	// Owned by the writer goroutine once Open returns.
 	seg     *segment
+	asking  bool                 // a question to the settler is unanswered
 	fsync   func(*os.File) error // (*os.File).Sync; tests replace it
 	dirty   bool                 // written since the last fsync (SyncInterval mode)
 	base    int                  // number of the oldest segment
 	wake    chan struct{}
+	asked   chan uint32 // to the settler: tell when the batch's writers have run
+	settled chan uint32 // from the settler
 	quit    chan struct{}
 	stopped chan struct{}
 
@@ -176,23 +186,26 @@ type Journal struct {
 	stats struct{ records, writes, syncs, bytes atomic.Uint64 }
 }
 
-// batch is the records that one write and one fsync will cover.
+// batch is records that the writer writes with one write, and fsyncs
+// with one fsync, with other batches perhaps.
 type batch struct {
 	serial uint32
 	buf    []byte   // their frames
 	recs   []queued // where they are in buf, and whose they are
+	pos    int64    // where the writer wrote buf in its segment
 	done   chan struct{}
 	err    error
 }
 
-// spare is a written batch's buffers, kept for a later batch: there are
-// two batches at a time, one filling while the writer writes the other.
+// spare is a written batch's buffers, kept for a later batch: a few
+// batches are under way at a time, one filling while the writer writes
+// the others.
 type spare struct {
 	buf  []byte
 	recs []queued
 }
 
-const maxSpares = 2
+const maxSpares = 4
 
 // queued is a record in a batch: the frame at off in the batch's buffer,
 // which is e.locs[i].
@@ -248,7 +261,10 @@ func Open(dir string, opts Options) (*Journal, error) {
 		live:    make(map[string]*live),
 		done:    make(map[string]done),
 		fsync:   (*os.File).Sync,
+		yield:   runtime.Gosched,
 		wake:    make(chan struct{}, 1),
+		asked:   make(chan uint32, 1),
+		settled: make(chan uint32, 1),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 
@@ -262,6 +278,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 		lock.Close()
 		return nil, err
 	}
+	j.seal.records, j.seal.bytes = sealRecords, sealBytes
+	j.bg.Add(1)
+	go j.settler()
 	go j.writer()
 	return j, nil
 }
@@ -335,11 +354,16 @@ func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
 	e = j.apply(r, e, pendingLoc(b.serial, len(b.recs)))
 	b.recs = append(b.recs, queued{e: e, i: len(e.locs) - 1, off: len(b.buf)})
 	b.buf = append(b.buf, frame...)
+	sealed := len(b.recs) >= j.seal.records || len(b.buf) >= j.seal.bytes
+	if sealed {
+		j.full = append(j.full, b)
+		j.cur = nil
+	}
 	j.mu.Unlock()
 
-	// The writer takes a batch whole: the record that starts one wakes it
-	// for all that follow.
-	if first {
+	// The writer takes batches whole: the record that starts one wakes it
+	// for all that follow, and so does the one that fills it.
+	if first || sealed {
 		select {
 		case j.wake <- struct{}{}:
 		default:
@@ -395,7 +419,18 @@ func (j *Journal) Close() error {
 	return errors.Join(err, j.lock.Close())
 }
 
-// writer writes and fsyncs the queued batches, one at a time, until Close.
+// A batch is sealed, and written at once, when it holds sealRecords
+// records or sealBytes bytes: more would make its fsync little cheaper per
+// record, and the writers that queue while it is written and fsynced form
+// the next batch meanwhile, instead of all waiting together and leaving the
+// CPUs idle during every fsync. A batch that does not fill is written once
+// its writers have settled (see settler).
+const (
+	sealRecords = 512
+	sealBytes   = 1 << 20
+)
+
+// writer writes and fsyncs the queued batches until Close.
 func (j *Journal) writer() {
 	defer close(j.stopped)
 	var tick clock.Ticker
@@ -408,7 +443,10 @@ func (j *Journal) writer() {
 	for {
 		select {
 		case <-j.wake:
-			j.flush()
+			j.flush(0)
+		case serial := <-j.settled:
+			j.asking = false
+			j.flush(serial)
 		case <-tickC:
 			j.syncNow()
 		case done := <-j.compactReq:
@@ -416,54 +454,114 @@ func (j *Journal) writer() {
 		case base := <-j.compactDone:
 			j.compacted(base)
 		case <-j.quit:
-			j.flush() // what was queued before Close
+			j.flushBatches(j.take(true)) // what was queued before Close
 			j.bg.Wait()
 			return
 		}
 	}
 }
 
-// flush writes the queued batch, fsyncs it (unless SyncInterval defers
-// that), and tells its writers how it went.
-func (j *Journal) flush() {
-	// Let the writers that are ready to run queue their records first:
-	// with one P (GOMAXPROCS=1) they would otherwise run only while this
-	// goroutine waits, and every batch would hold a single record.
-	runtime.Gosched()
-	j.flushBatch(j.take())
-	if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
-		j.startCompaction(nil, true)
+// settler tells the writer, through j.settled, when the goroutines that
+// were ready to run as it asked about a batch have run, and so have queued
+// their records in it if they were about to: it yields the processor and
+// answers when it gets it back. With one P (GOMAXPROCS=1) the writers
+// would otherwise run only while the writer waits, and every batch would
+// hold a single record.
+func (j *Journal) settler() {
+	defer j.bg.Done()
+	for {
+		select {
+		case serial := <-j.asked:
+			j.yield()
+			select {
+			case j.settled <- serial:
+			case <-j.quit:
+				return
+			}
+		case <-j.quit:
+			return
+		}
 	}
 }
 
-// take hands the queued batch, if any, to the writer.
-func (j *Journal) take() *batch {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	b := j.cur
-	j.cur, j.inflight = nil, b
-	return b
+// flush writes the sealed batches, then the one being filled once its
+// writers have settled (settled is the serial of the batch the settler
+// says so about, or 0), until nothing is queued or it waits for the
+// settler.
+func (j *Journal) flush(settled uint32) {
+	for {
+		j.mu.Lock()
+		full, cur := len(j.full) > 0, uint32(0)
+		if j.cur != nil {
+			cur = j.cur.serial
+		}
+		j.mu.Unlock()
+		switch {
+		case full:
+			j.flushBatches(j.take(false))
+		case cur == 0:
+			return
+		case settled == cur:
+			settled = 0
+			j.flushBatches(j.take(true))
+		default:
+			// One question at a time: j.asked and j.settled have room
+			// for it. An answer about a batch that has since been
+			// sealed comes back as settled != cur, and the writer asks
+			// again then.
+			if !j.asking {
+				j.asking = true
+				j.asked <- cur
+			}
+			return
+		}
+		if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
+			j.startCompaction(nil, true)
+		}
+	}
 }
 
-// flushBatch writes b (if not nil, as take returned it), fsyncs it, gives
-// its records their places on disk, and tells its writers how it went.
-func (j *Journal) flushBatch(b *batch) {
-	if b == nil {
+// take hands the sealed batches to the writer, and with all the one being
+// filled too.
+func (j *Journal) take(all bool) []*batch {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	bs := j.full
+	j.full = nil
+	if all && j.cur != nil {
+		bs = append(bs, j.cur)
+		j.cur = nil
+	}
+	j.inflight = bs
+	return bs
+}
+
+// flushBatches writes bs (as take returned them) with one fsync, gives
+// their records their places on disk, and tells their writers how it went.
+func (j *Journal) flushBatches(bs []*batch) {
+	if len(bs) == 0 {
 		return
 	}
 	j.mu.Lock()
 	poison := j.poison
 	j.mu.Unlock()
 	if poison != nil {
-		j.finishBatch(b, false, fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison))
+		j.finishBatches(bs, 0, fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison))
 		return
 	}
-	seg, pos := j.seg.n, j.seg.size
-	err := j.seg.write(b.buf)
-	written := err == nil
-	j.stats.records.Add(uint64(len(b.recs)))
-	j.stats.writes.Add(1)
-	j.stats.bytes.Add(uint64(len(b.buf)))
+	seg := j.seg.n
+	var err error
+	written := 0
+	for _, b := range bs {
+		b.pos = j.seg.size
+		if err = j.seg.write(b.buf); err != nil {
+			break
+		}
+		written++
+		j.stats.records.Add(uint64(len(b.recs)))
+		j.stats.writes.Add(1)
+		j.stats.bytes.Add(uint64(len(b.buf)))
+	}
 	if err == nil {
 		if j.opts.SyncInterval > 0 {
 			j.dirty = true
@@ -471,8 +569,8 @@ func (j *Journal) flushBatch(b *batch) {
 			err = j.sync(j.seg.f)
 		}
 	}
-	if written {
-		j.resolve(b, seg, pos)
+	for _, b := range bs[:written] {
+		j.resolve(b, seg, b.pos)
 	}
 	if err == nil && j.seg.size >= j.opts.SegmentSize {
 		err = j.rotate()
@@ -480,21 +578,26 @@ func (j *Journal) flushBatch(b *batch) {
 	if err != nil {
 		j.fail(err)
 	}
-	j.finishBatch(b, written, err)
+	j.finishBatches(bs, written, err)
 }
 
-// finishBatch tells b's writers how it went, and keeps its buffers for the
-// next batch unless they have grown too big to keep.
-func (j *Journal) finishBatch(b *batch, resolved bool, err error) {
+// finishBatches tells the writers of bs how it went, and keeps the buffers
+// of the first written ones for later batches unless they have grown too
+// big to keep.
+func (j *Journal) finishBatches(bs []*batch, written int, err error) {
 	j.mu.Lock()
 	j.inflight = nil
-	if resolved && cap(b.buf) <= maxSpare && len(j.spares) < maxSpares {
-		clear(b.recs)
-		j.spares = append(j.spares, spare{b.buf[:0], b.recs[:0]})
+	for _, b := range bs[:written] {
+		if cap(b.buf) <= maxSpare && len(j.spares) < maxSpares {
+			clear(b.recs)
+			j.spares = append(j.spares, spare{b.buf[:0], b.recs[:0]})
+		}
 	}
 	j.mu.Unlock()
-	b.err = err
-	close(b.done)
+	for _, b := range bs {
+		b.err = err
+		close(b.done)
+	}
 }
 
 // syncNow fsyncs what SyncInterval mode has written since the last fsync.

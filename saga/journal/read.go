@@ -77,18 +77,29 @@ func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
 // appendQueued appends the frame of the queued record at l to dst. It
 // expects j.mu held.
 func (j *Journal) appendQueued(dst []byte, l loc) []byte {
-	var b *batch
-	switch s := l.serial(); {
-	case j.cur != nil && j.cur.serial&serialMask == s:
-		b = j.cur
-	case j.inflight != nil && j.inflight.serial&serialMask == s:
-		b = j.inflight
-	default:
+	b := j.queuedBatch(l.serial())
+	if b == nil {
 		return dst // Load reports the log as short
 	}
 	off := b.recs[l.index()].off
 	size := frameHeader + int(binary.LittleEndian.Uint32(b.buf[off:]))
 	return append(dst, b.buf[off:off+size]...)
+}
+
+// queuedBatch returns the batch not yet written whose serial is s, or
+// nil. It expects j.mu held.
+func (j *Journal) queuedBatch(s uint32) *batch {
+	if j.cur != nil && j.cur.serial&serialMask == s {
+		return j.cur
+	}
+	for _, bs := range [][]*batch{j.full, j.inflight} {
+		for _, b := range bs {
+			if b.serial&serialMask == s {
+				return b
+			}
+		}
+	}
+	return nil
 }
 
 // logReader reads the records of one log back from the segments.
