@@ -9,11 +9,11 @@
 // as soon as it holds 512 records or 1 MiB so that the writers behind it
 // can go on queueing meanwhile, and no call returns before the fsync
 // covering its record has returned (unless Options.SyncInterval trades
-// that away). Open replays the records,
-// verifies every checksum, truncates a torn tail left by a crash, and fails
-// with a *CorruptionError on damage anywhere else. A write or fsync error
-// poisons the journal: every later call fails with it until the journal is
-// opened again, so nothing is acknowledged that may not be on disk.
+// that away). Open replays the records, verifies every checksum, truncates
+// a torn tail left by a crash, and fails with a *CorruptionError on damage
+// anywhere else. A write or fsync error poisons the journal: every later
+// call fails with it until the journal is opened again, so nothing is
+// acknowledged that may not be on disk.
 //
 // The logs stay on disk: the journal keeps in memory an index of where
 // each instance's records are, with what Create and Append check for the
@@ -317,8 +317,9 @@ func (j *Journal) write(ctx context.Context, r *record) error {
 	return b.err
 }
 
-// queue checks r against the index, adds it to the batch the writer takes
-// next, applies it to the index, wakes the writer, and returns the batch.
+// queue checks r against the index, adds it to the batch being filled,
+// applies it to the index, wakes the writer if the batch is new or now
+// full, and returns the batch.
 func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
