@@ -129,14 +129,15 @@ func (j *Journal) plan(now time.Time) compaction {
 	for _, e := range j.live {
 		c.records += len(e.locs) - e.pending
 	}
-	for id, d := range j.done {
-		n := countLocs(d.locs)
+	j.done.each(func(id, packed []byte, end int64) bool {
+		n := countLocs(packed)
 		c.records += n
-		if now.Sub(time.Unix(0, d.end)) > j.opts.Retention {
-			c.drop[id] = struct{}{}
+		if now.Sub(time.Unix(0, end)) > j.opts.Retention {
+			c.drop[string(id)] = struct{}{}
 			c.dropped += n
 		}
-	}
+		return true
+	})
 	return c
 }
 
@@ -351,7 +352,8 @@ func (m *moves) find(l loc) (loc, bool) {
 }
 
 // move points the index at the records' places in the base and forgets
-// the dropped instances. It expects j.mu and j.files held.
+// the dropped instances: it builds the index of finished instances anew.
+// It expects j.mu and j.files held.
 func (j *Journal) move(c *compaction, m *moves) {
 	moved := func(l loc) loc {
 		if l.seg() > c.old {
@@ -368,20 +370,18 @@ func (j *Journal) move(c *compaction, m *moves) {
 			e.locs[i] = moved(e.locs[i])
 		}
 	}
+	kept := newFinished()
 	var locs []loc
-	for id, d := range j.done {
-		if _, drop := c.drop[id]; drop {
-			delete(j.done, id)
-			continue
+	j.done.each(func(id, packed []byte, end int64) bool {
+		if _, drop := c.drop[string(id)]; drop {
+			return true
 		}
-		locs = unpackLocs(locs[:0], d.locs)
-		if len(locs) == 0 || locs[0].seg() > c.old {
-			continue
-		}
+		locs = unpackLocs(locs[:0], packed)
 		for i, l := range locs {
 			locs[i] = moved(l)
 		}
-		d.locs = packLocs(locs)
-		j.done[id] = d
-	}
+		kept.add(string(id), locs, end)
+		return true
+	})
+	j.done = kept
 }

@@ -116,9 +116,10 @@ func allLocs(j *Journal) []loc {
 	for _, e := range j.live {
 		locs = append(locs, e.locs[:len(e.locs)-e.pending]...)
 	}
-	for _, d := range j.done {
-		locs = unpackLocs(locs, d.locs)
-	}
+	j.done.each(func(_, packed []byte, _ int64) bool {
+		locs = unpackLocs(locs, packed)
+		return true
+	})
 	return locs
 }
 

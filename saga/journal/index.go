@@ -16,10 +16,10 @@ import (
 // are: the logs themselves stay on disk, and Load reads them back. An
 // instance in flight keeps what Create and Append check (its last sequence
 // number, its run, whether it has ended) and the locations of its records;
-// once its last record is written it shrinks to the packed locations and
-// the time it ended, which is what Load and compaction need. Memory thus
-// follows the instances in flight; a finished one costs about a hundred
-// bytes, map included.
+// once its last record is written it moves to the index of finished
+// instances (see finished) as its packed locations and the time it ended,
+// which is what Load and compaction need. Memory thus follows the
+// instances in flight; a finished one costs about 70 bytes.
 
 // loc is where a record is. A written record has its segment's number in
 // bits 40 to 62 and its frame's offset in the segment in bits 0 to 39. A
@@ -66,33 +66,24 @@ type live struct {
 	end                 int64 // once ended: the time of its last event, in Unix nanoseconds
 }
 
-// done is an instance whose log has ended and is written.
-type done struct {
-	locs string // its records' locations, packed by packLocs
-	end  int64  // the time of its last event, in Unix nanoseconds
-}
-
-// packLocs packs the locations of a finished log: each as a uvarint of its
-// difference from the one before (locations grow along a log, so the
-// differences are small).
-func packLocs(locs []loc) string {
-	var tmp [64]byte
-	b := tmp[:0]
+// packLocs appends the locations of a finished log to dst, each as a
+// uvarint of its difference from the one before (locations grow along a
+// log, so the differences are small).
+func packLocs(dst []byte, locs []loc) []byte {
 	prev := loc(0)
 	for _, l := range locs {
-		b = binary.AppendUvarint(b, uint64(l-prev))
+		dst = binary.AppendUvarint(dst, uint64(l-prev))
 		prev = l
 	}
-	return string(b)
+	return dst
 }
 
-// unpackLocs appends the locations packed in s to dst.
-func unpackLocs(dst []loc, s string) []loc {
+// unpackLocs appends the locations packed in b to dst.
+func unpackLocs(dst []loc, b []byte) []loc {
 	prev := loc(0)
 	var v uint64
 	var shift uint
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for _, c := range b {
 		v |= uint64(c&0x7f) << shift
 		shift += 7
 		if c < 0x80 {
@@ -104,11 +95,11 @@ func unpackLocs(dst []loc, s string) []loc {
 	return dst
 }
 
-// countLocs returns how many locations s packs.
-func countLocs(s string) int {
+// countLocs returns how many locations b packs.
+func countLocs(b []byte) int {
 	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x80 {
+	for _, c := range b {
+		if c < 0x80 {
 			n++
 		}
 	}
@@ -132,13 +123,13 @@ func unixNano(t time.Time) int64 {
 func (j *Journal) check(r *record) (*live, error) {
 	e, ok := j.live[r.sagaID]
 	if r.kind == kindCreate {
-		if _, fin := j.done[r.sagaID]; ok || fin {
+		if ok || j.done.has(r.sagaID) {
 			return nil, fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
 		}
 		return nil, nil
 	}
 	if !ok {
-		if _, fin := j.done[r.sagaID]; fin {
+		if j.done.has(r.sagaID) {
 			return nil, fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
 		}
 		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
@@ -202,10 +193,10 @@ func (j *Journal) resolve(b *batch, seg int, pos int64) {
 	}
 }
 
-// retire replaces an ended instance whose records are all written with
-// its packed form. It expects j.mu held.
+// retire moves an ended instance whose records are all written to the
+// index of finished ones. It expects j.mu held.
 func (j *Journal) retire(e *live) {
-	j.done[e.id] = done{locs: packLocs(e.locs), end: e.end}
+	j.done.add(e.id, e.locs, e.end)
 	delete(j.live, e.id)
 }
 

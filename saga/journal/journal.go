@@ -18,7 +18,7 @@
 // The logs stay on disk: the journal keeps in memory an index of where
 // each instance's records are, with what Create and Append check for the
 // instances in flight, and Load reads the records back. A finished
-// instance costs the index about a hundred bytes, so memory follows the
+// instance costs the index about 70 bytes, so memory follows the
 // instances in flight rather than the ones kept. A record can be loaded
 // from the moment it is queued, so Load may show events whose Append has
 // not yet returned (and that a crash before their fsync would lose), as a
@@ -151,7 +151,7 @@ type Journal struct {
 
 	mu       sync.Mutex       // guards what follows, up to the writer's fields
 	live     map[string]*live // instances in flight
-	done     map[string]done  // finished instances
+	done     *finished        // finished instances
 	created  uint64           // instances created so far, for Unfinished's order
 	cur      *batch           // the batch records are queued to
 	full     []*batch         // batches sealed for the writer, oldest first
@@ -259,7 +259,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		log:     opts.Logger,
 		lock:    lock,
 		live:    make(map[string]*live),
-		done:    make(map[string]done),
+		done:    newFinished(),
 		fsync:   (*os.File).Sync,
 		yield:   runtime.Gosched,
 		wake:    make(chan struct{}, 1),

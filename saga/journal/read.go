@@ -37,8 +37,8 @@ func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
 			queued = j.appendQueued(queued, l)
 		}
 		last = e.last
-	} else if d, ok := j.done[sagaID]; ok {
-		locs = unpackLocs(locs, d.locs)
+	} else if packed, _, ok := j.done.get(sagaID); ok {
+		locs = unpackLocs(locs, packed)
 	} else {
 		j.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, sagaID)
