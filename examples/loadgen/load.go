@@ -28,7 +28,7 @@ type result struct {
 	Store        string  `json:"store"`
 	Orders       int     `json:"orders"`
 	Concurrency  int     `json:"concurrency"`
-	Workers      int     `json:"workers"`
+	Workers      int     `json:"workers"` // 0: the engine's default
 	Completed    int     `json:"completed"`
 	Failed       int     `json:"failed"`
 	Stuck        int     `json:"stuck"`
@@ -142,13 +142,18 @@ type runner interface {
 	close() error
 }
 
-// workersOrDefault returns the engine's workers: -workers, or one per
-// order in flight.
+// workersOrDefault returns the engine's workers: -workers, or with the
+// journal one per order in flight (every step waits for an fsync, and the
+// orders waiting should share one rather than queue for a worker), or 0
+// for the engine's default.
 func (o options) workersOrDefault() int {
-	if o.workers > 0 {
+	switch {
+	case o.workers > 0:
 		return o.workers
+	case o.store == "journal":
+		return o.concurrency
 	}
-	return o.concurrency
+	return 0
 }
 
 // load runs the orders and verifies the outcome.

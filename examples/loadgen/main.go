@@ -7,9 +7,9 @@
 //	go run ./examples/loadgen -engine bare          # the floor: the same service calls, no engine
 //	go run ./examples/loadgen -store journal -json  # every acknowledgement fsynced
 //
-// The engine gets a worker per order in flight (-workers): with the
-// journal every step waits for an fsync, and the orders waiting on one
-// should share it rather than queue for a worker.
+// With the journal the engine gets a worker per order in flight
+// (-workers): every step waits for an fsync, and the orders waiting should
+// share one rather than queue for a worker.
 package main
 
 import (
@@ -55,7 +55,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.orders, "orders", 100_000, "orders to run")
 	fs.IntVar(&o.concurrency, "concurrency", 1_000, "orders in flight at once")
-	fs.IntVar(&o.workers, "workers", 0, "engine workers (default: one per order in flight, so that orders wait on the store, not on a worker)")
+	fs.IntVar(&o.workers, "workers", 0, "engine workers (default: one per order in flight with the journal, the engine's default otherwise)")
 	fs.StringVar(&o.store, "store", "memory", "store: memory or journal")
 	fs.StringVar(&o.dir, "dir", "", "journal directory (default: a temporary one, removed afterwards)")
 	fs.Float64Var(&o.failRate, "fail-rate", 0.1, "fraction of orders that fail at shipping and compensate")
@@ -138,7 +138,14 @@ func printTable(w io.Writer, r result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "engine\t%s\n", r.Engine)
 	fmt.Fprintf(tw, "store\t%s\n", r.Store)
-	fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers)\n", r.Orders, r.Concurrency, r.Workers)
+	switch {
+	case r.Workers > 0:
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers)\n", r.Orders, r.Concurrency, r.Workers)
+	case r.Engine == "bare":
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d)\n", r.Orders, r.Concurrency)
+	default:
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, the engine's default workers)\n", r.Orders, r.Concurrency)
+	}
 	fmt.Fprintf(tw, "outcome\t%d completed, %d failed, %d stuck, %d lost\n", r.Completed, r.Failed, r.Stuck, r.Lost)
 	fmt.Fprintf(tw, "throughput\t%.0f orders/s (%.2fs)\n", r.OrdersPerSec, r.ElapsedSec)
 	fmt.Fprintf(tw, "latency\tp50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
