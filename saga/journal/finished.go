@@ -78,14 +78,10 @@ func (f *finished) get(id string) (locs []byte, end int64, ok bool) {
 	return locs, e.end, true
 }
 
-// add adds id, or replaces what f holds for it.
+// add adds id, which f must not hold.
 func (f *finished) add(id string, locs []loc, end int64) {
 	var tmp [64]byte
 	packed := packLocs(tmp[:0], locs)
-	if e := f.find(id); e != nil {
-		e.at, e.end = f.store(id, packed), end
-		return
-	}
 	h := maphash.String(f.seed, id)
 	p := &f.parts[h>>56]
 	if 4*(len(p.ents)+1) > 3*len(p.slots) {

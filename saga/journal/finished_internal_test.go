@@ -9,6 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// replace replaces what f holds for id, which it must hold: tests use it
+// to point the index at other records.
+func (f *finished) replace(id string, locs []loc, end int64) {
+	e := f.find(id)
+	e.at, e.end = f.store(id, packLocs(nil, locs)), end
+}
+
 // locsFor returns n made-up locations for instance i.
 func locsFor(i, n int) []loc {
 	locs := make([]loc, n)
@@ -71,12 +78,12 @@ func TestFinishedKeys(t *testing.T) {
 	}
 }
 
-func TestFinishedAddReplaces(t *testing.T) {
+func TestFinishedReplace(t *testing.T) {
 	t.Parallel()
 	f := newFinished()
 	f.add("a", locsFor(1, 2), 10)
 	f.add("b", locsFor(2, 2), 20)
-	f.add("a", locsFor(3, 5), 30)
+	f.replace("a", locsFor(3, 5), 30)
 	assert.Equal(t, 2, f.len())
 	packed, end, ok := f.get("a")
 	require.True(t, ok)

@@ -303,7 +303,7 @@ func setLocs(j *Journal, id string, locs []loc) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	_, end, _ := j.done.get(id)
-	j.done.add(id, locs, end)
+	j.done.replace(id, locs, end)
 }
 
 // segPath returns the path of the segment of a written record.
