@@ -362,3 +362,13 @@ func TestIndexMemoryFollowsInstancesInFlight(t *testing.T) {
 	t.Logf("%.0f bytes of heap per finished instance (%d bytes of log each on disk)", perInstance, j.Stats().Bytes/instances)
 	assert.Less(t, perInstance, 100.0, "heap per finished instance")
 }
+
+func TestSegmentNumbersBeyondLocationsAreRefused(t *testing.T) {
+	t.Parallel()
+	j := openJournal(t, t.TempDir(), Options{})
+	_, err := j.createSegment(maxSegment+1, 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "segment numbers are spent")
+	_, err = os.Stat(filepath.Join(j.dir, segmentName(maxSegment+1)))
+	assert.ErrorIs(t, err, fs.ErrNotExist, "nothing created")
+}
