@@ -28,6 +28,7 @@ type result struct {
 	Store        string  `json:"store"`
 	Orders       int     `json:"orders"`
 	Concurrency  int     `json:"concurrency"`
+	Workers      int     `json:"workers"` // 0: the engine's default
 	Completed    int     `json:"completed"`
 	Failed       int     `json:"failed"`
 	Stuck        int     `json:"stuck"`
@@ -42,6 +43,17 @@ type result struct {
 	GoVersion    string  `json:"go_version"`
 	GOMAXPROCS   int     `json:"gomaxprocs"`
 	Verified     bool    `json:"verified"`
+	// Journal is what the journal wrote, with -store journal.
+	Journal *journalStats `json:"journal,omitempty"`
+}
+
+// journalStats are the journal's counters over a run: how well group
+// commit shared the fsyncs, and how much went to disk.
+type journalStats struct {
+	Records        uint64  `json:"records"`
+	Fsyncs         uint64  `json:"fsyncs"`
+	RecordsPerSync float64 `json:"records_per_fsync"`
+	MB             float64 `json:"mb_written"`
 }
 
 // The catalogue the orders buy from, and the address that no courier
@@ -130,6 +142,20 @@ type runner interface {
 	close() error
 }
 
+// workersOrDefault returns the engine's workers: -workers, or with the
+// journal one per order in flight (every step waits for an fsync, and the
+// orders waiting should share one rather than queue for a worker), or 0
+// for the engine's default.
+func (o options) workersOrDefault() int {
+	switch {
+	case o.workers > 0:
+		return o.workers
+	case o.store == "journal":
+		return o.concurrency
+	}
+	return 0
+}
+
 // load runs the orders and verifies the outcome.
 func load(ctx context.Context, o options, stderr io.Writer) (result, []string, error) {
 	clk := clock.Real()
@@ -143,11 +169,11 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	}
 
 	res := result{
-		Engine: o.engine, Store: o.store, Orders: o.orders, Concurrency: o.concurrency,
+		Engine: o.engine, Store: o.store, Orders: o.orders, Concurrency: o.concurrency, Workers: o.workersOrDefault(),
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 	}
 	if o.engine == "bare" {
-		res.Store = "none"
+		res.Store, res.Workers = "none", 0
 	}
 	outcomes := make([]outcome, o.orders)
 	latency := make([]time.Duration, o.orders)
@@ -175,6 +201,15 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	elapsed := clk.Now().Sub(start)
 	stopProgress()
 	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
+	if e, ok := r.(*engine); ok {
+		if j, ok := e.store.(*journal.Journal); ok {
+			st := j.Stats()
+			res.Journal = &journalStats{
+				Records: st.Records, Fsyncs: st.Syncs, MB: float64(st.Bytes) / (1 << 20),
+				RecordsPerSync: float64(st.Records) / float64(max(st.Syncs, 1)),
+			}
+		}
+	}
 	closeErr := r.close()
 
 	res.ElapsedSec = elapsed.Seconds()
@@ -328,6 +363,7 @@ func newEngine(ctx context.Context, o options, svc *services) (*engine, error) {
 			Store:           e.store,
 			Logger:          slog.New(slog.DiscardHandler),
 			MaxInFlight:     o.concurrency,
+			Workers:         o.workersOrDefault(),
 			WaitForCapacity: true,
 			Hooks:           saga.Hooks{OnEvent: e.onEvent},
 		},

@@ -6,6 +6,10 @@
 //	go run ./examples/loadgen                       # 100,000 orders, 1,000 at a time, memory store
 //	go run ./examples/loadgen -engine bare          # the floor: the same service calls, no engine
 //	go run ./examples/loadgen -store journal -json  # every acknowledgement fsynced
+//
+// With the journal the engine gets a worker per order in flight
+// (-workers): every step waits for an fsync, and the orders waiting should
+// share one rather than queue for a worker.
 package main
 
 import (
@@ -35,6 +39,7 @@ func main() {
 type options struct {
 	orders      int
 	concurrency int
+	workers     int
 	store       string
 	dir         string
 	failRate    float64
@@ -50,6 +55,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.orders, "orders", 100_000, "orders to run")
 	fs.IntVar(&o.concurrency, "concurrency", 1_000, "orders in flight at once")
+	fs.IntVar(&o.workers, "workers", 0, "engine workers (default: one per order in flight with the journal, the engine's default otherwise)")
 	fs.StringVar(&o.store, "store", "memory", "store: memory or journal")
 	fs.StringVar(&o.dir, "dir", "", "journal directory (default: a temporary one, removed afterwards)")
 	fs.Float64Var(&o.failRate, "fail-rate", 0.1, "fraction of orders that fail at shipping and compensate")
@@ -67,6 +73,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-orders must be positive")
 	case o.concurrency <= 0:
 		return o, errors.New("-concurrency must be positive")
+	case o.workers < 0:
+		return o, errors.New("-workers must not be negative")
 	case o.store != "memory" && o.store != "journal":
 		return o, fmt.Errorf("-store must be memory or journal, not %q", o.store)
 	case o.engine != "sagaflow" && o.engine != "bare":
@@ -130,11 +138,22 @@ func printTable(w io.Writer, r result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "engine\t%s\n", r.Engine)
 	fmt.Fprintf(tw, "store\t%s\n", r.Store)
-	fmt.Fprintf(tw, "orders\t%d (concurrency %d)\n", r.Orders, r.Concurrency)
+	switch {
+	case r.Workers > 0:
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers)\n", r.Orders, r.Concurrency, r.Workers)
+	case r.Engine == "bare":
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d)\n", r.Orders, r.Concurrency)
+	default:
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, the engine's default workers)\n", r.Orders, r.Concurrency)
+	}
 	fmt.Fprintf(tw, "outcome\t%d completed, %d failed, %d stuck, %d lost\n", r.Completed, r.Failed, r.Stuck, r.Lost)
 	fmt.Fprintf(tw, "throughput\t%.0f orders/s (%.2fs)\n", r.OrdersPerSec, r.ElapsedSec)
 	fmt.Fprintf(tw, "latency\tp50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
 	fmt.Fprintf(tw, "peak heap\t%.1f MB\n", r.PeakHeapMB)
+	if j := r.Journal; j != nil {
+		fmt.Fprintf(tw, "journal\t%d records, %d fsyncs (%.1f records each), %.1f MB written\n",
+			j.Records, j.Fsyncs, j.RecordsPerSync, j.MB)
+	}
 	fmt.Fprintf(tw, "runtime\t%s, GOMAXPROCS %d\n", r.GoVersion, r.GOMAXPROCS)
 	tw.Flush()
 }

@@ -15,6 +15,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 	t.Parallel()
+	workers := map[string]float64{ // in flight, with the journal only
+		"sagaflow-memory":  0,
+		"sagaflow-journal": 100,
+		"bare":             0,
+	}
 	for name, args := range map[string][]string{
 		"sagaflow-memory":  {"-engine", "sagaflow", "-store", "memory"},
 		"sagaflow-journal": {"-engine", "sagaflow", "-store", "journal", "-dir", t.TempDir()},
@@ -35,6 +40,7 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 			}
 			assert.Equal(t, args[8], got["engine"])
 			assert.EqualValues(t, 2000, got["orders"])
+			assert.Equal(t, workers[name], got["workers"])
 			assert.EqualValues(t, 1500, got["completed"])
 			assert.EqualValues(t, 500, got["failed"])
 			assert.EqualValues(t, 0, got["stuck"])

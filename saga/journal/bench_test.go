@@ -94,3 +94,34 @@ func BenchmarkRawFsync(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
 }
+
+// BenchmarkLoad measures reading a log back: an order's worth of records
+// (a Create and five Appends, with a few hundred bytes of state each),
+// finished, so that its records are read from the segment (from the page
+// cache, as a recent log is).
+func BenchmarkLoad(b *testing.B) {
+	j, err := journal.Open(b.TempDir(), journal.Options{Logger: quiet, CompactAfter: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	ctx := b.Context()
+	const id = "order"
+	log := append([]saga.Event{startedAt(id, t0, 300)}, stepsAt(id, 1, 10, t0, 300)...)
+	log = append(log, endAt(id, uint64(len(log)), t0))
+	if err := j.Create(ctx, log[:1]); err != nil {
+		b.Fatal(err)
+	}
+	for n := 1; n < len(log); n += 2 {
+		if err := j.Append(ctx, id, uint64(n), log[n:min(n+2, len(log))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := j.Load(ctx, id)
+		if err != nil || len(got) != len(log) {
+			b.Fatal(len(got), err)
+		}
+	}
+}

@@ -3,35 +3,43 @@ package journal
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
+	"sort"
+	"time"
 
 	"github.com/sagaflow/sagaflow/saga"
 )
 
-// Compaction rewrites the instances worth keeping into one base segment
-// and removes the segments it replaces, so that the directory holds the
-// live instances, the finished ones still within Options.Retention, and
-// the segments written since.
+// Compaction copies the records worth keeping into one base segment and
+// removes the segments it replaces, so that the directory holds the
+// instances in flight, the finished ones still within Options.Retention,
+// and the segments written since.
 //
 // It runs in two phases. On the writer goroutine, between two batches, it
-// takes a snapshot of the index, writes and fsyncs what was queued, and
-// starts a new segment: every event of the snapshot is then in the old
-// segments and every later event in the new ones. In the background it
-// writes the snapshot to a temporary file, fsyncs it, renames it over the
-// newest old segment with the base flag set, fsyncs the directory, and
-// removes the older segments. A crash before the rename leaves the old
-// segments as they were (Open removes the temporary file); a crash after
-// it leaves a base that Open recognises as superseding the rest.
+// writes and fsyncs what was queued, picks the finished instances past
+// retention, and starts a new segment: every record of the segments up to
+// the old one is then written, and every later one goes to the new
+// segments. In the background it copies the frames of the old segments,
+// except those of the instances it drops, to a temporary file, checking
+// each checksum on the way; fsyncs it; renames it over the newest old
+// segment with the base flag set; points the index at the records' new
+// places; fsyncs the directory; and removes the older segments. A crash
+// before the rename leaves the old segments as they were (Open removes the
+// temporary file); a crash after it leaves a base that Open recognises as
+// superseding the rest. Load holds j.files for reading while it reads, so
+// it sees the records either all where they were or all where they went.
 
 // Compact compacts the journal now and waits until it is done. It returns
 // saga.ErrClosed after Close, ErrCompacting if a compaction (possibly an
 // automatic one) is already running, and an error if writing the base
-// failed, in which case the journal is as it was.
+// failed (a *CorruptionError if a record it copies is damaged), in which
+// case the journal is as it was.
 func (j *Journal) Compact(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
@@ -49,16 +57,20 @@ func (j *Journal) Compact(ctx context.Context) error {
 	}
 }
 
-// kept is an instance the base keeps: its log as of the snapshot.
-type kept struct {
-	id     string
-	n      uint64
-	events []saga.Event
+// compaction is the plan of one.
+type compaction struct {
+	first, old int                 // it replaces the segments from first to old
+	drop       map[string]struct{} // the finished instances past retention
+	// records counts the records the index knows in the old segments,
+	// dropped those of the instances in drop.
+	records, dropped int
 }
 
 // startCompaction is phase one. It runs on the writer goroutine; done, if
-// not nil, receives the result.
-func (j *Journal) startCompaction(done chan<- error) {
+// not nil, receives the result. An automatic compaction (auto) goes ahead
+// only if at least half of the records would be dropped: copying the rest
+// to drop less would cost more than it frees.
+func (j *Journal) startCompaction(done chan<- error, auto bool) {
 	report := func(err error) {
 		if done != nil {
 			done <- err
@@ -73,48 +85,60 @@ func (j *Journal) startCompaction(done chan<- error) {
 			return
 		}
 	}
-	j.compacting = true
+	j.flushBatches(j.take(true)) // queued before the plan: in the old segments
 	now := j.opts.Clock.Now()
 	j.mu.Lock()
-	var keep []kept
-	var drop []string
-	for id, e := range j.index {
-		if e.ended && now.Sub(e.events[len(e.events)-1].Time) > j.opts.Retention {
-			drop = append(drop, id)
-			continue
-		}
-		keep = append(keep, kept{id: id, n: e.n, events: e.events[:len(e.events):len(e.events)]})
-	}
-	queued := j.cur // in the snapshot, not yet written
-	j.cur = nil
-	j.mu.Unlock()
-	j.flushBatch(queued)
-	j.mu.Lock()
 	poison := j.poison
+	var c compaction
+	if poison == nil {
+		c = j.plan(now)
+	}
 	j.mu.Unlock()
 	if poison != nil {
-		j.compacting = false
 		report(poison)
 		return
 	}
-	old := j.seg.n
+	if auto && (c.dropped == 0 || 2*c.dropped < c.records) {
+		j.compactNext = j.seg.n + j.opts.CompactAfter
+		return
+	}
+	c.first, c.old = j.base, j.seg.n
 	if err := j.rotate(); err != nil {
 		j.fail(err)
-		j.compacting = false
 		report(err)
 		return
 	}
+	j.compacting = true
 	j.bg.Add(1)
 	go func() {
 		defer j.bg.Done()
-		err := j.writeBase(old, keep, drop)
+		err := j.writeBase(&c)
 		base := 0
 		if err == nil {
-			base = old
+			base = c.old
 		}
 		j.compactDone <- base
 		report(err)
 	}()
+}
+
+// plan picks the finished instances past retention at now and counts the
+// records. It expects j.mu held.
+func (j *Journal) plan(now time.Time) compaction {
+	c := compaction{drop: make(map[string]struct{})}
+	for _, e := range j.live {
+		c.records += len(e.locs) - e.pending
+	}
+	j.done.each(func(id, packed []byte, end int64) bool {
+		n := countLocs(packed)
+		c.records += n
+		if now.Sub(time.Unix(0, end)) > j.opts.Retention {
+			c.drop[string(id)] = struct{}{}
+			c.dropped += n
+		}
+		return true
+	})
+	return c
 }
 
 // compacted takes the result of phase two: the new base, or 0 if it
@@ -131,18 +155,25 @@ func (j *Journal) compacted(base int) {
 	}
 }
 
-// writeBase is phase two: it replaces segments up to and including old
-// with a base holding keep, and forgets drop.
-func (j *Journal) writeBase(old int, keep []kept, drop []string) error {
-	slices.SortFunc(keep, func(a, b kept) int { return compareUint(a.n, b.n) })
-	final := filepath.Join(j.dir, segmentName(old))
+// writeBase is phase two: it replaces the segments of c with a base
+// holding their records but those of the instances in c.drop, and forgets
+// those instances.
+func (j *Journal) writeBase(c *compaction) error {
+	ns, err := j.segments()
+	final := filepath.Join(j.dir, segmentName(c.old))
 	tmp := final + ".tmp"
-	err := j.writeBaseFile(tmp, keep)
+	var m *moves
 	if err == nil {
-		err = os.Rename(tmp, final)
+		m, err = j.copyKept(tmp, ns, c)
 	}
 	if err == nil {
-		err = syncDir(j.dir)
+		j.files.Lock()
+		if err = os.Rename(tmp, final); err == nil {
+			j.mu.Lock()
+			j.move(c, m)
+			j.mu.Unlock()
+		}
+		j.files.Unlock()
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -150,16 +181,17 @@ func (j *Journal) writeBase(old int, keep []kept, drop []string) error {
 			slog.String("dir", j.dir), slog.Any("error", err))
 		return fmt.Errorf("journal: compact: %w", err)
 	}
-
-	j.mu.Lock()
-	for _, id := range drop {
-		delete(j.index, id)
+	if m.lost > 0 {
+		j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction could not place records the index points to",
+			slog.String("dir", j.dir), slog.Int("records", m.lost))
 	}
-	j.mu.Unlock()
-	ns, err := j.segments()
+
+	// The base is in place and the index points into it; what is left
+	// is removing what it replaced. Open removes it if this fails.
+	err = syncDir(j.dir)
 	removed := 0
 	for _, n := range ns {
-		if err != nil || n >= old {
+		if err != nil || n >= c.old {
 			break
 		}
 		err = os.Remove(filepath.Join(j.dir, segmentName(n)))
@@ -168,32 +200,48 @@ func (j *Journal) writeBase(old int, keep []kept, drop []string) error {
 	if err == nil {
 		err = syncDir(j.dir)
 	}
-	if err != nil { // the base is in place: Open removes the rest
+	if err != nil {
 		j.log.LogAttrs(context.Background(), slog.LevelWarn, "journal: compaction could not remove old segments",
 			slog.String("dir", j.dir), slog.Any("error", err))
 	}
 	j.log.LogAttrs(context.Background(), slog.LevelInfo, "journal: compacted",
-		slog.String("dir", j.dir), slog.Int("kept", len(keep)), slog.Int("dropped", len(drop)),
+		slog.String("dir", j.dir), slog.Int("records_kept", m.copied), slog.Int("dropped", len(c.drop)),
 		slog.Int("segments_removed", removed))
 	return nil
 }
 
-// writeBaseFile writes a base segment holding the records that recreate
-// each kept instance (see appendInstance), and fsyncs it.
-func (j *Journal) writeBaseFile(path string, keep []kept) error {
+// copyKept writes a base segment to path holding the frames of the
+// segments ns from c.first to c.old, except those of the instances in
+// c.drop, and fsyncs it. It returns where the frames went.
+func (j *Journal) copyKept(path string, ns []int, c *compaction) (*moves, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	_, err = w.Write(header(flagBase))
-	var buf []byte
-	for i := 0; err == nil && i < len(keep); i++ {
-		k := &keep[i]
-		buf, err = appendInstance(buf[:0], k.id, k.events)
-		if err == nil {
-			_, err = w.Write(buf)
+	m := &moves{base: c.old}
+	to := int64(headerSize)
+	for _, n := range ns {
+		if err != nil {
+			break
 		}
+		if n < c.first || n > c.old {
+			continue
+		}
+		err = scanSegment(filepath.Join(j.dir, segmentName(n)), func(from int64, frame, payload []byte) error {
+			id, ok := payloadSagaID(payload)
+			if !ok {
+				return errDecode
+			}
+			if _, drop := c.drop[string(id)]; drop {
+				return nil
+			}
+			m.add(n, from, to, int64(len(frame)))
+			to += int64(len(frame))
+			_, err := w.Write(frame)
+			return err
+		})
 	}
 	if err == nil {
 		err = w.Flush()
@@ -201,29 +249,139 @@ func (j *Journal) writeBaseFile(path string, keep []kept) error {
 	if err == nil {
 		err = j.sync(f)
 	}
-	return errors.Join(err, f.Close())
+	return m, errors.Join(err, f.Close())
 }
 
-// appendInstance appends the frames that recreate a log: one Create, or,
-// when the log is too big for one record, a Create and Appends.
-func appendInstance(buf []byte, id string, events []saga.Event) ([]byte, error) {
-	r := record{kind: kindCreate, sagaID: id}
-	for len(events) > 0 {
-		n := len(events)
-		for {
-			r.events = events[:n]
-			out, err := appendFrame(buf, &r)
-			if err == nil {
-				buf = out
-				break
-			}
-			if n == 1 {
-				return buf, err
-			}
-			n /= 2
-		}
-		events = events[n:]
-		r.kind, r.expected = kindAppend, r.expected+uint64(n)
+// scanSegment calls fn with each frame of the segment at path, its offset
+// and its payload, checking the header and every checksum. The frame is
+// only valid during the call. Damage is a *CorruptionError.
+func scanSegment(path string, fn func(off int64, frame, payload []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
-	return buf, nil
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	corrupt := func(off int64, reason string) error {
+		return &CorruptionError{File: path, Offset: off, Reason: reason}
+	}
+	buf := make([]byte, headerSize, 64<<10)
+	if _, err := io.ReadFull(r, buf); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if _, ok := readHeader(buf); !ok {
+		return corrupt(0, "bad segment header")
+	}
+	for off := int64(headerSize); ; {
+		buf = buf[:frameHeader]
+		switch _, err := io.ReadFull(r, buf); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return corrupt(off, "record cut short")
+		case err != nil:
+			return err
+		}
+		n := binary.LittleEndian.Uint32(buf)
+		if n == 0 || n > maxRecord {
+			return corrupt(off, "checksum mismatch or broken frame")
+		}
+		buf = append(buf, make([]byte, n)...)
+		if _, err := io.ReadFull(r, buf[frameHeader:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return corrupt(off, "record cut short")
+			}
+			return err
+		}
+		payload, _, ok := readFrame(buf)
+		if !ok {
+			return corrupt(off, "checksum mismatch or broken frame")
+		}
+		if err := fn(off, buf, payload); err != nil {
+			if errors.Is(err, errDecode) {
+				return corrupt(off, err.Error())
+			}
+			return err
+		}
+		off += int64(len(buf))
+	}
+}
+
+// moves says where compaction copied the frames of the old segments: runs
+// of frames that were contiguous before and after.
+type moves struct {
+	base   int // the segment they went to
+	runs   []run
+	copied int // frames copied
+	lost   int // locations move found in no run
+}
+
+type run struct {
+	seg      int
+	from, to int64 // offsets in seg and in the base
+	size     int64
+}
+
+// add records that size bytes at from in segment seg went to to.
+func (m *moves) add(seg int, from, to, size int64) {
+	m.copied++
+	if k := len(m.runs); k > 0 {
+		if r := &m.runs[k-1]; r.seg == seg && r.from+r.size == from && r.to+r.size == to {
+			r.size += size
+			return
+		}
+	}
+	m.runs = append(m.runs, run{seg: seg, from: from, to: to, size: size})
+}
+
+// find returns where the record at l went.
+func (m *moves) find(l loc) (loc, bool) {
+	seg, off := l.seg(), l.off()
+	i := sort.Search(len(m.runs), func(i int) bool {
+		r := &m.runs[i]
+		return r.seg > seg || r.seg == seg && r.from > off
+	})
+	if i == 0 {
+		return l, false
+	}
+	r := &m.runs[i-1]
+	if r.seg != seg || off >= r.from+r.size {
+		return l, false
+	}
+	return diskLoc(m.base, r.to+off-r.from), true
+}
+
+// move points the index at the records' places in the base and forgets
+// the dropped instances: it builds the index of finished instances anew.
+// It expects j.mu and j.files held.
+func (j *Journal) move(c *compaction, m *moves) {
+	moved := func(l loc) loc {
+		if l.seg() > c.old {
+			return l
+		}
+		to, ok := m.find(l)
+		if !ok {
+			m.lost++
+		}
+		return to
+	}
+	for _, e := range j.live {
+		for i := range len(e.locs) - e.pending {
+			e.locs[i] = moved(e.locs[i])
+		}
+	}
+	kept := newFinished()
+	var locs []loc
+	j.done.each(func(id, packed []byte, end int64) bool {
+		if _, drop := c.drop[string(id)]; drop {
+			return true
+		}
+		locs = unpackLocs(locs[:0], packed)
+		for i, l := range locs {
+			locs[i] = moved(l)
+		}
+		kept.add(string(id), locs, end)
+		return true
+	})
+	j.done = kept
 }

@@ -362,3 +362,117 @@ func TestCompactInstanceLargerThanOneRecord(t *testing.T) {
 // eventsEqual compares two events without printing them, for logs too big
 // for a readable diff.
 func eventsEqual(a, b saga.Event) bool { return reflect.DeepEqual(a, b) }
+
+func TestAutomaticCompactionWaitsUntilItPays(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	logger, logs := capture()
+	opts := journal.Options{Clock: clk, Logger: logger, Retention: time.Hour, SegmentSize: 4096, CompactAfter: 2}
+	j := open(t, dir, opts)
+	h := new(history)
+	var first []string
+	for i := range 24 { // finished, but within retention: nothing to drop
+		id := fmt.Sprintf("first-%02d", i)
+		h.create(t, j, id, clk.Now(), 300)
+		h.steps(t, j, id, 2, clk.Now(), 300)
+		h.end(t, j, id, clk.Now())
+		first = append(first, id)
+	}
+	require.NoError(t, j.Close()) // waits for a compaction under way, if any
+	written := segmentFiles(t, dir)
+	require.Greater(t, len(written), 2*opts.CompactAfter, "segments: automatic compaction looked at them")
+	assert.Equal(t, "seg-00000001.log", written[0], "no compaction removed a segment")
+	assert.NotContains(t, logs.String(), "compacted")
+
+	// Once they are past retention, most of what the segments hold can
+	// go, and compaction does it on its own.
+	clk.Advance(2 * time.Hour)
+	j = open(t, dir, opts)
+	for i := range 8 {
+		id := fmt.Sprintf("second-%02d", i)
+		h.create(t, j, id, clk.Now(), 300)
+		h.steps(t, j, id, 2, clk.Now(), 300)
+	}
+	require.NoError(t, j.Close())
+	assert.Contains(t, logs.String(), "compacted")
+	assert.NotContains(t, segmentFiles(t, dir), "seg-00000001.log")
+
+	j = open(t, dir, opts)
+	for _, id := range first {
+		_, err := j.Load(t.Context(), id)
+		assert.ErrorIs(t, err, saga.ErrNotFound, id)
+	}
+	want, _ := h.logs(len(h.recs))
+	for i := range 8 {
+		id := fmt.Sprintf("second-%02d", i)
+		got, err := j.Load(t.Context(), id)
+		require.NoError(t, err, id)
+		assert.Equal(t, want[id], got, id)
+	}
+}
+
+func TestLoadDuringCompactionsAndAppends(t *testing.T) {
+	t.Parallel()
+	// Loads run while records move: every one sees a whole log as far as
+	// it had got, never a damaged or missing one.
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	opts := journal.Options{Clock: clk, SegmentSize: 4096, CompactAfter: -1}
+	j := open(t, dir, opts)
+	const writers, perWriter = 6, 40
+	full := func(id string) []saga.Event {
+		log := append([]saga.Event{startedAt(id, t0, 100)}, stepsAt(id, 1, perWriter-2, t0, 100)...)
+		return append(log, endAt(id, perWriter-1, t0))
+	}
+	var writing, loading sync.WaitGroup
+	for w := range writers {
+		id := fmt.Sprintf("w%d", w)
+		log := full(id)
+		require.NoError(t, j.Create(t.Context(), log[:1]))
+		writing.Go(func() {
+			for n := 1; n < len(log); n++ {
+				if !assert.NoError(t, j.Append(t.Context(), id, uint64(n), log[n:n+1]), "%s after %d", id, n) {
+					return
+				}
+			}
+		})
+		loading.Go(func() {
+			seen := 0
+			for seen < len(log) {
+				got, err := j.Load(t.Context(), id)
+				if !assert.NoError(t, err, id) {
+					return
+				}
+				if !assert.GreaterOrEqual(t, len(got), seen, id) || !assert.Equal(t, log[:len(got)], got, id) {
+					return
+				}
+				seen = len(got)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		writing.Wait()
+		loading.Wait()
+		close(done)
+	}()
+	defer func() { <-done }()
+	compactions := 0
+	for running := true; running; compactions++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		require.NoError(t, j.Compact(t.Context()), "compaction %d", compactions)
+	}
+	t.Logf("%d compactions", compactions)
+	j = reopen(t, j, dir, opts)
+	for w := range writers {
+		id := fmt.Sprintf("w%d", w)
+		got, err := j.Load(t.Context(), id)
+		require.NoError(t, err, id)
+		assert.Equal(t, full(id), got, id)
+	}
+}

@@ -247,18 +247,23 @@ func TestAutomaticCompactionFailureDoesNotRotateEveryBatch(t *testing.T) {
 	t.Parallel()
 	// While the base cannot be written, each automatic attempt rotates the
 	// segment first. Retrying after every batch would give every batch a
-	// segment of its own (and rewrite the whole index each time).
+	// segment of its own (and rewrite the whole index each time). Every
+	// instance ends past retention, so that every attempt goes ahead.
 	dir := t.TempDir()
 	const segmentSize, compactAfter = 4096, 2
-	j := openJournal(t, dir, Options{SegmentSize: segmentSize, CompactAfter: compactAfter})
+	clk := clock.NewFake(codecTime.Add(2 * time.Hour))
+	errs := newSignalHandler(slog.LevelError)
+	j := openJournal(t, dir, Options{Clock: clk, Retention: time.Hour, SegmentSize: segmentSize,
+		CompactAfter: compactAfter, Logger: slog.New(errs)})
 	j.fsync = failingFsync(func(f *os.File) bool { return strings.HasSuffix(f.Name(), ".tmp") })
 	ctx := t.Context()
 	for i := range 100 {
 		id := fmt.Sprintf("i%03d", i)
 		require.NoError(t, j.Create(ctx, logOf(id, 1)))
-		require.NoError(t, j.Append(ctx, id, 1, logOf(id, 3)[1:]))
+		require.NoError(t, j.Append(ctx, id, 1, append(logOf(id, 3)[1:], endEvent(id, 4, saga.EventSagaCompleted))))
 	}
 	require.NoError(t, j.Close())
+	assert.Contains(t, errs.wait(t).Message, "compaction failed", "automatic compaction was attempted")
 
 	st := j.Stats()
 	bySize := int(st.Bytes/segmentSize) + 1
@@ -267,11 +272,11 @@ func TestAutomaticCompactionFailureDoesNotRotateEveryBatch(t *testing.T) {
 	// Each failed attempt may add one segment, and a retry may come once
 	// compactAfter more have accumulated.
 	assert.LessOrEqual(t, len(segs), 2*bySize+compactAfter, "segments for %d records of %d bytes", st.Records, st.Bytes)
-	j = openJournal(t, dir, Options{CompactAfter: -1})
+	j = openJournal(t, dir, Options{Clock: clk, CompactAfter: -1})
 	for i := range 100 {
 		id := fmt.Sprintf("i%03d", i)
 		got, err := j.Load(ctx, id)
 		require.NoError(t, err, id)
-		assert.Equal(t, logOf(id, 3), got, id)
+		assert.Equal(t, append(logOf(id, 3), endEvent(id, 4, saga.EventSagaCompleted)), got, id)
 	}
 }

@@ -4,24 +4,29 @@
 // survive crashes without a database server.
 //
 // Every Create and Append is one record, framed with its length and a
-// CRC-32C checksum. Concurrent writers are batched: one write and one fsync
-// cover every record that arrived while the previous fsync ran, and no call
-// returns before the fsync covering its record has returned (unless
-// Options.SyncInterval trades that away). Open replays the records,
-// verifies every checksum, truncates a torn tail left by a crash, and fails
-// with a *CorruptionError on damage anywhere else. A write or fsync error
-// poisons the journal: every later call fails with it until the journal is
-// opened again, so nothing is acknowledged that may not be on disk.
+// CRC-32C checksum. Concurrent writers are batched: one fsync covers the
+// records that arrived while the previous one ran, a batch being written
+// as soon as it holds 512 records or 1 MiB so that the writers behind it
+// can go on queueing meanwhile, and no call returns before the fsync
+// covering its record has returned (unless Options.SyncInterval trades
+// that away). Open replays the records, verifies every checksum, truncates
+// a torn tail left by a crash, and fails with a *CorruptionError on damage
+// anywhere else. A write or fsync error poisons the journal: every later
+// call fails with it until the journal is opened again, so nothing is
+// acknowledged that may not be on disk.
 //
-// The journal keeps the logs of its instances in memory, so Load never
-// reads the disk. A record is in memory from the moment it is queued, so
-// Load may show events whose Append has not yet returned (and that a crash
-// before their fsync would lose), as a database shows a transaction to the
-// connection that is committing it; compaction drops finished instances older than the
-// retention period from memory and from the directory. One process at a
-// time may open a directory: a second Open fails with ErrLocked. The lock
-// is flock(2), so the journal runs on Unix systems (Linux, macOS, the BSDs);
-// elsewhere Open fails.
+// The logs stay on disk: the journal keeps in memory an index of where
+// each instance's records are, with what Create and Append check for the
+// instances in flight, and Load reads the records back. A finished
+// instance costs the index about 70 bytes, so memory follows the
+// instances in flight rather than the ones kept. A record can be loaded
+// from the moment it is queued, so Load may show events whose Append has
+// not yet returned (and that a crash before their fsync would lose), as a
+// database shows a transaction to the connection that is committing it;
+// compaction drops finished instances older than the retention period.
+// One process at a time may open a directory: a second Open fails with
+// ErrLocked. The lock is flock(2), so the journal runs on Unix systems
+// (Linux, macOS, the BSDs); elsewhere Open fails.
 package journal
 
 import (
@@ -32,7 +37,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +59,9 @@ var (
 
 // CorruptionError reports damage that is not a torn tail: a record that
 // fails its checksum or cannot be decoded, followed by valid records, or a
-// damaged segment that is not the last. The file is left as it is, for
-// inspection.
+// damaged segment that is not the last. Open returns it, and so do Load
+// and Compact when a record they read back is damaged. The file is left as
+// it is, for inspection.
 type CorruptionError struct {
 	File   string // path of the segment
 	Offset int64  // where the bad record starts
@@ -87,15 +92,19 @@ type Options struct {
 	// for its fsync.
 	SyncInterval time.Duration
 	// SegmentSize is the size at which the journal starts a new segment
-	// file. Defaults to 64 MiB.
+	// file, at most 256 GiB. Defaults to 64 MiB.
 	SegmentSize int64
 	// Retention is how long a finished instance (completed or
 	// compensated) is kept after its last event before compaction drops
 	// it. Defaults to 24 hours.
 	Retention time.Duration
 	// CompactAfter is how many segments accumulate before the journal
-	// compacts them on its own. Defaults to 4; negative turns automatic
-	// compaction off (Compact still works).
+	// considers compacting them on its own. It compacts when at least
+	// half of their records belong to instances past Retention (copying
+	// the rest to drop less would cost more than it frees), and otherwise
+	// looks again once as many more segments have accumulated. Defaults
+	// to 4; negative turns automatic compaction off (Compact still
+	// compacts whatever there is to drop).
 	CompactAfter int
 }
 
@@ -105,6 +114,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: negative SyncInterval", saga.ErrInvalidArgument)
 	case o.SegmentSize < 0:
 		return o, fmt.Errorf("%w: negative SegmentSize", saga.ErrInvalidArgument)
+	case o.SegmentSize > maxSegmentSize:
+		return o, fmt.Errorf("%w: SegmentSize over %d", saga.ErrInvalidArgument, int64(maxSegmentSize))
 	case o.Retention < 0:
 		return o, fmt.Errorf("%w: negative Retention", saga.ErrInvalidArgument)
 	}
@@ -134,19 +145,35 @@ type Journal struct {
 	log  *slog.Logger
 	lock *os.File
 
-	mu      sync.Mutex
-	index   map[string]*entry
-	created uint64 // instances created so far, for Unfinished's order
-	cur     *batch // records waiting for the writer
-	poison  error  // the write error that broke the journal
-	closed  bool
+	// files is held for reading while records are read back from the
+	// segments, and for writing while compaction moves them.
+	files sync.RWMutex
+
+	mu       sync.Mutex       // guards what follows, up to the writer's fields
+	live     map[string]*live // instances in flight
+	done     *finished        // finished instances
+	created  uint64           // instances created so far, for Unfinished's order
+	cur      *batch           // the batch records are queued to
+	full     []*batch         // batches sealed for the writer, oldest first
+	inflight []*batch         // the batches the writer is writing
+	serial   uint32           // of the last batch
+	spares   []spare          // written batches' buffers, for the next ones
+	poison   error            // the write error that broke the journal
+	closed   bool
+
+	// Set by Open; tests replace them before any call.
+	seal  struct{ records, bytes int } // sealRecords and sealBytes
+	yield func()                       // runtime.Gosched, for the settler
 
 	// Owned by the writer goroutine once Open returns.
 	seg     *segment
+	asking  bool                 // a question to the settler is unanswered
 	fsync   func(*os.File) error // (*os.File).Sync; tests replace it
 	dirty   bool                 // written since the last fsync (SyncInterval mode)
 	base    int                  // number of the oldest segment
 	wake    chan struct{}
+	asked   chan uint32 // to the settler: tell when the batch's writers have run
+	settled chan uint32 // from the settler
 	quit    chan struct{}
 	stopped chan struct{}
 
@@ -159,19 +186,33 @@ type Journal struct {
 	stats struct{ records, writes, syncs, bytes atomic.Uint64 }
 }
 
-// entry is one instance's log.
-type entry struct {
-	events []saga.Event
-	n      uint64 // creation order
-	ended  bool
+// batch is records that the writer writes with one write, and fsyncs
+// with one fsync, with other batches perhaps.
+type batch struct {
+	serial uint32
+	buf    []byte   // their frames
+	recs   []queued // where they are in buf, and whose they are
+	pos    int64    // where the writer wrote buf in its segment
+	done   chan struct{}
+	err    error
 }
 
-// batch is the records that one write and one fsync will cover.
-type batch struct {
-	buf     []byte
-	records int
-	done    chan struct{}
-	err     error
+// spare is a written batch's buffers, kept for a later batch: a few
+// batches are under way at a time, one filling while the writer writes
+// the others.
+type spare struct {
+	buf  []byte
+	recs []queued
+}
+
+const maxSpares = 4
+
+// queued is a record in a batch: the frame at off in the batch's buffer,
+// which is e.locs[i].
+type queued struct {
+	e   *live
+	i   int
+	off int
 }
 
 // Stats counts what a Journal has written since Open.
@@ -217,9 +258,13 @@ func Open(dir string, opts Options) (*Journal, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		lock:    lock,
-		index:   make(map[string]*entry),
+		live:    make(map[string]*live),
+		done:    newFinished(),
 		fsync:   (*os.File).Sync,
+		yield:   runtime.Gosched,
 		wake:    make(chan struct{}, 1),
+		asked:   make(chan uint32, 1),
+		settled: make(chan uint32, 1),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 
@@ -233,6 +278,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 		lock.Close()
 		return nil, err
 	}
+	j.seal.records, j.seal.bytes = sealRecords, sealBytes
+	j.bg.Add(1)
+	go j.settler()
 	go j.writer()
 	return j, nil
 }
@@ -257,42 +305,72 @@ func (j *Journal) Append(ctx context.Context, sagaID string, expected uint64, ev
 	return j.write(ctx, &record{kind: kindAppend, sagaID: sagaID, expected: expected, events: events})
 }
 
-// write checks r against the index, queues it for the writer, applies it to
-// the index, and waits until the fsync that covers it has returned.
+// write queues r and waits until the fsync that covers it has returned.
 func (j *Journal) write(ctx context.Context, r *record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	frame, err := appendFrame(nil, r)
+	b, err := j.queue(ctx, r)
 	if err != nil {
 		return err
-	}
-	j.mu.Lock()
-	if err := j.usable(); err != nil {
-		j.mu.Unlock()
-		return err
-	}
-	if err := j.check(r); err != nil {
-		j.mu.Unlock()
-		return err
-	}
-	if j.cur == nil {
-		j.cur = &batch{done: make(chan struct{})}
-	}
-	b := j.cur
-	b.buf = append(b.buf, frame...)
-	b.records++
-	j.apply(r)
-	j.mu.Unlock()
-
-	select {
-	case j.wake <- struct{}{}:
-	default:
 	}
 	// Not ctx: once queued, the record is written whatever the caller
 	// does, and the caller must learn whether it was.
 	<-b.done
 	return b.err
+}
+
+// queue checks r against the index, adds it to the batch being filled,
+// applies it to the index, wakes the writer if the batch is new or now
+// full, and returns the batch.
+func (j *Journal) queue(ctx context.Context, r *record) (*batch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Encoded outside the lock, so that the callers' encodings overlap.
+	scratch := getScratch()
+	defer putScratch(scratch)
+	frame, err := appendFrame((*scratch)[:0], r)
+	*scratch = frame
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	var e *live
+	err = j.usable()
+	if err == nil {
+		e, err = j.check(r)
+	}
+	if err != nil {
+		j.mu.Unlock()
+		return nil, err
+	}
+	first := j.cur == nil
+	if first {
+		j.serial++
+		j.cur = &batch{serial: j.serial, done: make(chan struct{})}
+		if k := len(j.spares) - 1; k >= 0 {
+			j.cur.buf, j.cur.recs = j.spares[k].buf, j.spares[k].recs
+			j.spares = j.spares[:k]
+		}
+	}
+	b := j.cur
+	e = j.apply(r, e, pendingLoc(b.serial, len(b.recs)))
+	b.recs = append(b.recs, queued{e: e, i: len(e.locs) - 1, off: len(b.buf)})
+	b.buf = append(b.buf, frame...)
+	sealed := len(b.recs) >= j.seal.records || len(b.buf) >= j.seal.bytes
+	if sealed {
+		j.full = append(j.full, b)
+		j.cur = nil
+	}
+	j.mu.Unlock()
+
+	// The writer takes batches whole: the record that starts one wakes it
+	// for all that follow, and so does the one that fills it.
+	if first || sealed {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
+	}
+	return b, nil
 }
 
 // usable returns why the journal takes no calls, if it does not. It expects
@@ -305,90 +383,6 @@ func (j *Journal) usable() error {
 		return fmt.Errorf("journal: unusable after a write error (reopen it): %w", j.poison)
 	}
 	return nil
-}
-
-// check reports whether r may be applied to the index. It expects j.mu
-// held.
-func (j *Journal) check(r *record) error {
-	e, ok := j.index[r.sagaID]
-	if r.kind == kindCreate {
-		if ok {
-			return fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
-		}
-		return nil
-	}
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
-	case e.ended:
-		return fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
-	case uint64(len(e.events)) != r.expected:
-		return fmt.Errorf("%w: %q is at %d, not %d", saga.ErrConflict, r.sagaID, len(e.events), r.expected)
-	case r.events[0].Run != e.events[0].Run:
-		return fmt.Errorf("%w: run %q appended to the log of run %q", saga.ErrInvalidEvent, r.events[0].Run, e.events[0].Run)
-	}
-	return nil
-}
-
-// apply adds a checked record to the index. It expects j.mu held.
-func (j *Journal) apply(r *record) {
-	e, ok := j.index[r.sagaID]
-	if !ok {
-		j.created++
-		e = &entry{n: j.created}
-		j.index[r.sagaID] = e
-	}
-	e.events = append(e.events, r.events...)
-	e.ended = e.events[len(e.events)-1].Ends()
-}
-
-// Load implements saga.Store.
-func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return nil, err
-	}
-	e, ok := j.index[sagaID]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, sagaID)
-	}
-	return slices.Clone(e.events), nil
-}
-
-// Unfinished implements saga.Store.
-func (j *Journal) Unfinished(_ context.Context, definition string) ([]string, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return nil, err
-	}
-	type item struct {
-		id string
-		n  uint64
-	}
-	var items []item
-	for id, e := range j.index {
-		if !e.ended && e.events[0].Definition == definition {
-			items = append(items, item{id, e.n})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int { return compareUint(a.n, b.n) })
-	ids := make([]string, len(items))
-	for i, it := range items {
-		ids[i] = it.id
-	}
-	return ids, nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Ping implements saga.Store: it fails once the journal is closed or
@@ -426,7 +420,18 @@ func (j *Journal) Close() error {
 	return errors.Join(err, j.lock.Close())
 }
 
-// writer writes and fsyncs the queued batches, one at a time, until Close.
+// A batch is sealed, and written at once, when it holds sealRecords
+// records or sealBytes bytes: more would make its fsync little cheaper per
+// record, and the writers that queue while it is written and fsynced form
+// the next batch meanwhile, instead of all waiting together and leaving the
+// CPUs idle during every fsync. A batch that does not fill is written once
+// its writers have settled (see settler).
+const (
+	sealRecords = 512
+	sealBytes   = 1 << 20
+)
+
+// writer writes and fsyncs the queued batches until Close.
 func (j *Journal) writer() {
 	defer close(j.stopped)
 	var tick clock.Ticker
@@ -439,56 +444,125 @@ func (j *Journal) writer() {
 	for {
 		select {
 		case <-j.wake:
-			j.flush()
+			j.flush(0)
+		case serial := <-j.settled:
+			j.asking = false
+			j.flush(serial)
 		case <-tickC:
 			j.syncNow()
 		case done := <-j.compactReq:
-			j.startCompaction(done)
+			j.startCompaction(done, false)
 		case base := <-j.compactDone:
 			j.compacted(base)
 		case <-j.quit:
-			j.flush() // what was queued before Close
+			j.flushBatches(j.take(true)) // what was queued before Close
 			j.bg.Wait()
 			return
 		}
 	}
 }
 
-// flush writes the queued batch, fsyncs it (unless SyncInterval defers
-// that), and tells its writers how it went.
-func (j *Journal) flush() {
-	// Let the writers that are ready to run queue their records first:
-	// with one P (GOMAXPROCS=1) they would otherwise run only while this
-	// goroutine waits, and every batch would hold a single record.
-	runtime.Gosched()
-	j.mu.Lock()
-	b := j.cur
-	j.cur = nil
-	j.mu.Unlock()
-	j.flushBatch(b)
-	if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
-		j.startCompaction(nil)
+// settler tells the writer, through j.settled, when the goroutines that
+// were ready to run as it asked about a batch have run, and so have queued
+// their records in it if they were about to: it yields the processor and
+// answers when it gets it back. With one P (GOMAXPROCS=1) the writers
+// would otherwise run only while the writer waits, and every batch would
+// hold a single record.
+func (j *Journal) settler() {
+	defer j.bg.Done()
+	for {
+		select {
+		case serial := <-j.asked:
+			j.yield()
+			select {
+			case j.settled <- serial:
+			case <-j.quit:
+				return
+			}
+		case <-j.quit:
+			return
+		}
 	}
 }
 
-// flushBatch writes b (if not nil), fsyncs it, and tells its writers how it
-// went.
-func (j *Journal) flushBatch(b *batch) {
+// flush writes the sealed batches, then the one being filled once its
+// writers have settled (settled is the serial of the batch the settler
+// says so about, or 0), until nothing is queued or it waits for the
+// settler.
+func (j *Journal) flush(settled uint32) {
+	for {
+		j.mu.Lock()
+		full, cur := len(j.full) > 0, uint32(0)
+		if j.cur != nil {
+			cur = j.cur.serial
+		}
+		j.mu.Unlock()
+		switch {
+		case full:
+			j.flushBatches(j.take(false))
+		case cur == 0:
+			return
+		case settled == cur:
+			settled = 0
+			j.flushBatches(j.take(true))
+		default:
+			// One question at a time: j.asked and j.settled have room
+			// for it. An answer about a batch that has since been
+			// sealed comes back as settled != cur, and the writer asks
+			// again then.
+			if !j.asking {
+				j.asking = true
+				j.asked <- cur
+			}
+			return
+		}
+		if j.opts.CompactAfter > 0 && j.seg.n-j.base >= j.opts.CompactAfter && j.seg.n >= j.compactNext {
+			j.startCompaction(nil, true)
+		}
+	}
+}
+
+// take hands the sealed batches to the writer, and with all the one being
+// filled too.
+func (j *Journal) take(all bool) []*batch {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	bs := j.full
+	j.full = nil
+	if all && j.cur != nil {
+		bs = append(bs, j.cur)
+		j.cur = nil
+	}
+	j.inflight = bs
+	return bs
+}
+
+// flushBatches writes bs (as take returned them) with one fsync, gives
+// their records their places on disk, and tells their writers how it went.
+func (j *Journal) flushBatches(bs []*batch) {
+	if len(bs) == 0 {
+		return
+	}
 	j.mu.Lock()
 	poison := j.poison
 	j.mu.Unlock()
-	if b == nil {
-		return
-	}
 	if poison != nil {
-		b.err = fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison)
-		close(b.done)
+		j.finishBatches(bs, 0, fmt.Errorf("journal: unusable after a write error (reopen it): %w", poison))
 		return
 	}
-	err := j.seg.write(b.buf)
-	j.stats.records.Add(uint64(b.records))
-	j.stats.writes.Add(1)
-	j.stats.bytes.Add(uint64(len(b.buf)))
+	seg := j.seg.n
+	var err error
+	written := 0
+	for _, b := range bs {
+		b.pos = j.seg.size
+		if err = j.seg.write(b.buf); err != nil {
+			break
+		}
+		written++
+		j.stats.records.Add(uint64(len(b.recs)))
+		j.stats.writes.Add(1)
+		j.stats.bytes.Add(uint64(len(b.buf)))
+	}
 	if err == nil {
 		if j.opts.SyncInterval > 0 {
 			j.dirty = true
@@ -496,14 +570,35 @@ func (j *Journal) flushBatch(b *batch) {
 			err = j.sync(j.seg.f)
 		}
 	}
+	for _, b := range bs[:written] {
+		j.resolve(b, seg, b.pos)
+	}
 	if err == nil && j.seg.size >= j.opts.SegmentSize {
 		err = j.rotate()
 	}
 	if err != nil {
 		j.fail(err)
 	}
-	b.err = err
-	close(b.done)
+	j.finishBatches(bs, written, err)
+}
+
+// finishBatches tells the writers of bs how it went, and keeps the buffers
+// of the first written ones for later batches unless they have grown too
+// big to keep.
+func (j *Journal) finishBatches(bs []*batch, written int, err error) {
+	j.mu.Lock()
+	j.inflight = nil
+	for _, b := range bs[:written] {
+		if cap(b.buf) <= maxSpare && len(j.spares) < maxSpares {
+			clear(b.recs)
+			j.spares = append(j.spares, spare{b.buf[:0], b.recs[:0]})
+		}
+	}
+	j.mu.Unlock()
+	for _, b := range bs {
+		b.err = err
+		close(b.done)
+	}
 }
 
 // syncNow fsyncs what SyncInterval mode has written since the last fsync.

@@ -22,6 +22,7 @@ func TestOptionsInvalid(t *testing.T) {
 	}{
 		{"negative SyncInterval", journal.Options{SyncInterval: -time.Nanosecond}},
 		{"negative SegmentSize", journal.Options{SegmentSize: -1}},
+		{"SegmentSize over 256 GiB", journal.Options{SegmentSize: 256<<30 + 1}},
 		{"negative Retention", journal.Options{Retention: -time.Hour}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/saga"
@@ -48,6 +50,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errDecode is wrapped by every decoding failure.
 var errDecode = errors.New("journal: malformed record")
+
+// Encoding buffers are reused: a record is encoded into a scratch buffer
+// outside the journal's lock, then copied into the batch, whose buffer the
+// writer hands back once it is written. Neither is kept when a big record
+// has grown it past maxSpare.
+const maxSpare = 1 << 20
+
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getScratch() *[]byte { return scratchPool.Get().(*[]byte) }
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= maxSpare {
+		scratchPool.Put(b)
+	}
+}
 
 // appendFrame appends r's framed encoding to buf.
 func appendFrame(buf []byte, r *record) ([]byte, error) {
@@ -220,26 +238,48 @@ func (d *decoder) time(what string) time.Time {
 	return time.Time{}
 }
 
+// payloadSagaID returns the saga ID of a payload without decoding the
+// rest, or ok false if it cannot be read.
+func payloadSagaID(b []byte) (id []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > uint64(len(b)-1-k) {
+		return nil, false
+	}
+	return b[1+k : 1+k+int(n)], true
+}
+
 // minEvent is the fewest bytes an encoded event takes; it bounds how many
 // events a payload can claim to hold.
 const minEvent = 14
 
 // decodePayload decodes a payload written by appendPayload.
 func decodePayload(b []byte) (record, error) {
+	r, _, err := decodeAppend(nil, b)
+	return r, err
+}
+
+// decodeAppend decodes a payload written by appendPayload, appending its
+// events to dst: r.events is the part of the returned slice they fill. On
+// failure it returns dst as it was.
+func decodeAppend(dst []saga.Event, b []byte) (record, []saga.Event, error) {
 	d := decoder{b: b}
 	var r record
 	r.kind = recordKind(d.byte("kind"))
 	if r.kind != kindCreate && r.kind != kindAppend {
-		return record{}, fmt.Errorf("%w: unknown kind %d", errDecode, r.kind)
+		return record{}, dst, fmt.Errorf("%w: unknown kind %d", errDecode, r.kind)
 	}
 	r.sagaID = d.string("saga ID")
 	r.expected = d.uvarint("expected sequence number")
 	n := d.uvarint("event count")
 	if d.err != nil || n == 0 || n > uint64(len(d.b)/minEvent) {
 		d.fail("event count")
-		return record{}, d.err
+		return record{}, dst, d.err
 	}
-	r.events = make([]saga.Event, n)
+	out := slices.Grow(dst, int(n))
+	r.events = out[len(dst) : len(dst)+int(n) : len(dst)+int(n)]
 	for i := range r.events {
 		e := &r.events[i]
 		e.SagaID = r.sagaID
@@ -262,7 +302,8 @@ func decodePayload(b []byte) (record, error) {
 		d.fail("trailing bytes")
 	}
 	if d.err != nil {
-		return record{}, d.err
+		clear(r.events) // what a failed decode put in dst's spare room
+		return record{}, dst, d.err
 	}
-	return r, nil
+	return r, out[:len(dst)+int(n)], nil
 }

@@ -65,6 +65,9 @@ func (s *segment) write(b []byte) error {
 // createSegment creates segment n with its header, durably: the file and
 // the directory entry are fsynced before it is used.
 func (j *Journal) createSegment(n int, flags uint32) (*segment, error) {
+	if n > maxSegment {
+		return nil, fmt.Errorf("journal: segment numbers are spent (%d)", n)
+	}
 	path := filepath.Join(j.dir, segmentName(n))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -245,13 +248,14 @@ func (j *Journal) replay(n int, last bool) (int64, error) {
 		if err == nil {
 			err = saga.CheckAppend(r.sagaID, r.expected, r.events)
 		}
+		var e *live
 		if err == nil {
-			err = j.check(&r)
+			e, err = j.check(&r)
 		}
 		if err != nil {
 			return 0, &CorruptionError{File: path, Offset: int64(off), Reason: err.Error()}
 		}
-		j.apply(&r)
+		j.apply(&r, e, diskLoc(n, int64(off)))
 		off += size
 	}
 	return int64(off), nil
