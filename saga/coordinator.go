@@ -179,6 +179,10 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 	return nil
 }
 
+// releaseTimeout bounds how long Shutdown tries to hand back instances to
+// a shared store.
+const releaseTimeout = 5 * time.Second
+
 // recover loads and folds the logs of ids. A log that cannot be folded is
 // logged, counted and skipped.
 func (c *Coordinator[S]) recover(ctx context.Context, ids []string) ([]*instance[S], error) {
@@ -297,7 +301,11 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 		owned := slices.Clone(unfinished)
 		c.stuck.each(func(inst *instance[S]) { owned = append(owned, inst.id) })
 		if len(owned) > 0 {
-			released = c.claimer.Release(context.WithoutCancel(ctx), owned)
+			// Even when ctx has ended: handing back is what lets another
+			// process take over now rather than after the lease.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			released = c.claimer.Release(rctx, owned)
+			cancel()
 		}
 	}
 	// Wait out any Signal still appending before the store closes.

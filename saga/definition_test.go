@@ -87,7 +87,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	def, err := saga.NewDefinition("d", []saga.Step[order]{{Name: "a", Action: noop}})
 	require.NoError(t, err)
 	for _, cfg := range []saga.Config{
-		{Workers: -1}, {MaxInFlight: -1}, {Breaker: saga.BreakerPolicy{Failures: -1}},
+		{Workers: -1}, {MaxInFlight: -1}, {ClaimInterval: -1}, {Breaker: saga.BreakerPolicy{Failures: -1}},
 	} {
 		_, err := saga.New(def, cfg)
 		assert.ErrorIs(t, err, saga.ErrInvalidArgument, "%+v", cfg)

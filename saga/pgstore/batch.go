@@ -62,11 +62,24 @@ func newAppendReq(ctx context.Context, sagaID string, expected uint64, epoch int
 	if err != nil {
 		return nil, err
 	}
+	rows, err := encodeRows(sagaID, events)
+	if err != nil {
+		return nil, err
+	}
+	return &appendReq{ctx: ctx, sagaID: sagaID, head: head, rows: rows, done: make(chan error, 1)}, nil
+}
+
+// encodeRows encodes events as comma-separated JSON objects for
+// insertEvents. encoding/json writes State and Payload in base64, and nil
+// as null, so that the database keeps them byte for byte and nil apart
+// from empty.
+func encodeRows(sagaID string, events []saga.Event) ([]byte, error) {
 	var rows []byte
 	for i := range events {
 		e := events[i]
 		row := batchRow{SagaID: sagaID, Seq: e.Seq, State: e.State, Payload: e.Payload}
 		e.State, e.Payload = nil, nil
+		var err error
 		if row.Meta, err = json.Marshal(&e); err != nil {
 			return nil, fmt.Errorf("%w: event %d: %w", saga.ErrInvalidEvent, i, err)
 		}
@@ -79,7 +92,18 @@ func newAppendReq(ctx context.Context, sagaID string, expected uint64, epoch int
 		}
 		rows = append(rows, b...)
 	}
-	return &appendReq{ctx: ctx, sagaID: sagaID, head: head, rows: rows, done: make(chan error, 1)}, nil
+	return rows, nil
+}
+
+// insertEvents returns the statement part that inserts the event rows in
+// the JSON array parameter param, for the sagas that the subquery ok
+// selects.
+func insertEvents(schema, param, ok string) string {
+	return `INSERT INTO ` + schema + `.events (saga_id, seq, meta, state, payload)
+		SELECT e.saga_id, e.seq, e.meta, decode(e.state, 'base64'), decode(e.payload, 'base64')
+		FROM json_to_recordset(` + param + `::json)
+			AS e (saga_id text, seq bigint, meta json, state text, payload text)
+		WHERE e.saga_id IN (` + ok + `)`
 }
 
 // submit hands r to a writer and waits for its batch.
@@ -205,11 +229,7 @@ func batchQuery(schema string) string {
 			AND i.owner = $2 AND i.epoch = r.epoch AND i.run = r.run
 		RETURNING i.saga_id
 	), ins AS (
-		INSERT INTO ` + schema + `.events (saga_id, seq, meta, state, payload)
-		SELECT e.saga_id, e.seq, e.meta, decode(e.state, 'base64'), decode(e.payload, 'base64')
-		FROM json_to_recordset($3::json)
-			AS e (saga_id text, seq bigint, meta json, state text, payload text)
-		WHERE e.saga_id IN (SELECT saga_id FROM u)
+		` + insertEvents(schema, "$3", "SELECT saga_id FROM u") + `
 	)
 	SELECT saga_id FROM u`
 }

@@ -381,3 +381,47 @@ func TestSignalReachesTheOwner(t *testing.T) {
 	assert.Equal(t, 42, snap.State.N)
 	assert.ErrorIs(t, b.Signal(t.Context(), "order-1", "paid", nil, ""), saga.ErrFinished)
 }
+
+func TestGracefulShutdownHandsBackAtOnce(t *testing.T) {
+	c := newCluster(t)
+	fx := newEffects()
+	a, b := startNode(t, c, "a", fx), startNode(t, c, "b", fx)
+	subs := subscribeAll(t, b)
+
+	reserving := a.coord.Subscribe(saga.SubscribeOptions{Buffer: 1 << 10})
+	var ids []string
+	for i := range 10 {
+		id := fmt.Sprintf("order-%02d", i)
+		fx.hold(id)
+		ids = append(ids, id)
+		_, err := a.coord.Start(t.Context(), order{N: i}, saga.WithID(id))
+		require.NoError(t, err)
+	}
+	for started := 0; started < len(ids); {
+		if e := <-reserving.Events(); e.Type == saga.EventStepStarted && e.Step == "reserve" {
+			started++
+		}
+	}
+	reserving.Close()
+
+	// a stops; its attempts are cancelled at once, and its store stays
+	// open and renewed, as for a process that runs other coordinators.
+	stopped := c.clock.Now()
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, a.coord.Shutdown(dead))
+	require.NoError(t, a.store.Ping(t.Context()), "a's lease is alive")
+
+	c.clock.Advance(claimInterval) // b's next claim, long before a's lease expires
+	waitEnded(t, subs, ids)
+	for _, id := range ids {
+		events, err := b.coord.Events(t.Context(), id)
+		require.NoError(t, err)
+		last := events[len(events)-1]
+		assert.Equal(t, saga.EventSagaCompleted, last.Type, id)
+		assert.LessOrEqual(t, last.Time.Sub(stopped), claimInterval, "%s finished within a claim interval", id)
+		fx.mu.Lock()
+		assert.Equal(t, "b", fx.ranOn[id+"/reserve"], id)
+		fx.mu.Unlock()
+	}
+}

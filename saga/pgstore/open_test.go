@@ -91,3 +91,19 @@ func TestRestartUnderSameNodeTakesBackAtOnce(t *testing.T) {
 	assert.NoError(t, second.Append(t.Context(), "order-1", 1, next))
 	assert.ErrorIs(t, first.Append(context.Background(), "order-1", 1, next), saga.ErrClosed)
 }
+
+func TestForwardRejectsBadInput(t *testing.T) {
+	c := newCluster(t)
+	s := c.open("")
+	for name, sig := range map[string]saga.ForwardedSignal{
+		"no saga": {Name: "paid"},
+		"no name": {SagaID: "order-1"},
+	} {
+		assert.ErrorIs(t, s.Forward(t.Context(), sig), saga.ErrInvalidArgument, name)
+	}
+	require.NoError(t, s.Close())
+	assert.ErrorIs(t, s.Forward(t.Context(), saga.ForwardedSignal{SagaID: "order-1", Name: "paid"}), saga.ErrClosed)
+	_, err := s.Inbox(t.Context(), "orders", 10)
+	assert.ErrorIs(t, err, saga.ErrClosed)
+	assert.ErrorIs(t, s.Delivered(t.Context(), []int64{1}), saga.ErrClosed)
+}

@@ -52,7 +52,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -221,12 +220,12 @@ func (s *Store) Create(ctx context.Context, events []saga.Event) error {
 		return err
 	}
 	last := events[len(events)-1]
-	args := []any{id, events[0].Definition, last.Seq, last.Ends(), s.node, events[0].Run}
-	args, err := appendRows(args, events)
+	rows, err := encodeRows(id, events)
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, s.q.create(len(events)), args...)
+	res, err := s.db.ExecContext(ctx, s.q.create,
+		id, events[0].Definition, last.Seq, last.Ends(), s.node, events[0].Run, "["+string(rows)+"]")
 	if err != nil {
 		return fmt.Errorf("pgstore: create %q: %w", id, err)
 	}
@@ -379,33 +378,16 @@ func (s *Store) open() error {
 	return nil
 }
 
-// appendRows adds the columns of each event to args: seq, meta, state,
-// payload.
-func appendRows(args []any, events []saga.Event) ([]any, error) {
-	for i := range events {
-		e := events[i]
-		state, payload := e.State, e.Payload
-		e.State, e.Payload = nil, nil
-		meta, err := json.Marshal(&e)
-		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: %w", saga.ErrInvalidEvent, i, err)
-		}
-		args = append(args, e.Seq, string(meta), nullBytes(state), nullBytes(payload))
-	}
-	return args, nil
-}
-
 // nullBytes keeps nil apart from empty: nil is stored as NULL.
 func nullBytes(b []byte) any {
 	if b == nil {
 		return nil
 	}
-	return []byte(b)
+	return b
 }
 
 // queries holds the statements for one schema.
 type queries struct {
-	schema     string
 	join       string
 	renew      string
 	leave      string
@@ -419,16 +401,12 @@ type queries struct {
 	forward    string
 	inbox      string
 	delivered  string
-
-	batch string
-
-	mu      sync.Mutex
-	creates map[int]string
+	create     string
+	batch      string
 }
 
 func newQueries(schema string) queries {
 	return queries{
-		schema: schema,
 		join: `INSERT INTO ` + schema + `.nodes (node, expires_at) VALUES ($1, $2)
 			ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at`,
 		renew: `UPDATE ` + schema + `.nodes SET expires_at = $2 WHERE node = $1`,
@@ -463,44 +441,13 @@ func newQueries(schema string) queries {
 			WHERE i.owner = $1 AND i.definition = $2
 			ORDER BY s.id LIMIT $3`,
 		delivered: `DELETE FROM ` + schema + `.signals WHERE id IN `,
-		batch:     batchQuery(schema),
-		creates:   make(map[int]string),
+		create: `WITH i AS (
+				INSERT INTO ` + schema + `.instances (saga_id, definition, last_seq, finished, owner, run, epoch)
+				VALUES ($1, $2, $3, $4, $5, $6, 1)
+				ON CONFLICT (saga_id) DO NOTHING
+				RETURNING saga_id
+			)
+			` + insertEvents(schema, "$7", "SELECT saga_id FROM i"),
+		batch: batchQuery(schema),
 	}
-}
-
-// values returns the VALUES list for n events whose columns start at
-// parameter first.
-func values(n, first int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		p := first + 4*i
-		fmt.Fprintf(&b, "($%d::bigint, $%d::json, $%d::bytea, $%d::bytea)", p, p+1, p+2, p+3)
-	}
-	return b.String()
-}
-
-// create returns the statement that inserts an instance and its n events,
-// or nothing if the ID exists. Parameters: saga_id, definition, last_seq,
-// finished, owner, run, then four per event.
-func (q *queries) create(n int) string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if text, ok := q.creates[n]; ok {
-		return text
-	}
-	text := `WITH i AS (
-		INSERT INTO ` + q.schema + `.instances (saga_id, definition, last_seq, finished, owner, run, epoch)
-		VALUES ($1, $2, $3, $4, $5, $6, 1)
-		ON CONFLICT (saga_id) DO NOTHING
-		RETURNING 1
-	)
-	INSERT INTO ` + q.schema + `.events (saga_id, seq, meta, state, payload)
-	SELECT $1, v.seq, v.meta, v.state, v.payload
-	FROM (VALUES ` + values(n, 7) + `) AS v (seq, meta, state, payload)
-	WHERE EXISTS (SELECT 1 FROM i)`
-	q.creates[n] = text
-	return text
 }
