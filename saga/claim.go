@@ -6,8 +6,11 @@ import (
 )
 
 // claimLoop runs while the coordinator does, when its store is shared with
-// other processes: every ClaimInterval it claims as many orphaned instances
-// as it has free in-flight slots, and resumes them as Startup would.
+// other processes. Every ClaimInterval it counts the work across the
+// processes (Census), claims instances that no live process owns up to its
+// share and its free slots, and records the signals forwarded to it. While
+// instances are waiting it also claims each time a slot frees up, so that
+// offered work does not wait for the next tick.
 func (c *Coordinator[S]) claimLoop() {
 	defer c.workers.Done()
 	tick := c.clock.NewTicker(c.cfg.ClaimInterval)
@@ -19,7 +22,14 @@ func (c *Coordinator[S]) claimLoop() {
 		case <-c.stopping:
 			<-c.quit
 			return
+		case <-c.sharing.room:
+			c.claim()
+			continue
 		case <-tick.C():
+		}
+		if err := c.census(c.runCtx); err != nil && c.runCtx.Err() == nil {
+			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: census failed, will try again",
+				slog.String("definition", c.def.name), slog.Any("error", err))
 		}
 		c.claim()
 		c.deliver()
@@ -69,17 +79,22 @@ func (c *Coordinator[S]) deliver() {
 
 // claim takes over what it can and queues it for the workers.
 func (c *Coordinator[S]) claim() {
-	free := cap(c.slots) - len(c.slots)
-	if free <= 0 {
+	limit := c.claimLimit()
+	if limit <= 0 {
 		return
 	}
-	ids, err := c.claimer.Claim(c.runCtx, c.def.name, free)
+	ids, err := c.claimer.Claim(c.runCtx, c.def.name, limit)
 	if err != nil {
 		if c.runCtx.Err() == nil {
 			c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: claim failed, will try again",
 				slog.String("definition", c.def.name), slog.Any("error", err))
 		}
 		return
+	}
+	if len(ids) < limit { // none left to take: wait for the next census
+		c.sharing.waiting.Store(0)
+	} else {
+		c.sharing.waiting.Add(-int64(len(ids)))
 	}
 	if len(ids) == 0 {
 		return

@@ -46,8 +46,9 @@ type Coordinator[S any] struct {
 	cancelRun context.CancelFunc
 	workers   sync.WaitGroup
 
-	live  *registry[S] // running instances
-	stuck *registry[S] // stuck instances, waiting for Retry
+	live    *registry[S] // running instances
+	stuck   *registry[S] // stuck instances, waiting for Retry
+	sharing sharing      // the work across processes, with a Claimer
 
 	drainMu sync.Mutex
 	drained chan struct{} // closed once stopping and no instance is live
@@ -91,6 +92,7 @@ func New[S any](def *Definition[S], cfg Config) (*Coordinator[S], error) {
 		stuck:    newRegistry[S](),
 		drained:  make(chan struct{}),
 	}
+	c.sharing.room = make(chan struct{}, 1)
 	if c.store == nil {
 		c.store = NewMemoryStore(MemoryConfig{Clock: cfg.Clock})
 		c.ownsStore = true
@@ -139,8 +141,12 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 	}
 	var ids []string
 	var err error
+	c.slots = make(chan struct{}, c.cfg.MaxInFlight)
 	if c.claimer != nil {
-		ids, err = c.claimer.Claim(ctx, c.def.name, c.cfg.MaxInFlight)
+		if err := c.census(ctx); err != nil {
+			return fmt.Errorf("saga: count the work across processes: %w", err)
+		}
+		ids, err = c.claimer.Claim(ctx, c.def.name, c.claimLimit())
 	} else {
 		ids, err = c.store.Unfinished(ctx, c.def.name)
 	}
@@ -152,7 +158,6 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 		return err
 	}
 
-	c.slots = make(chan struct{}, c.cfg.MaxInFlight)
 	c.ready = make(chan *instance[S], c.cfg.MaxInFlight+len(found))
 	resumed := 0
 	for _, inst := range found {
@@ -300,13 +305,14 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 	if c.claimer != nil {
 		owned := slices.Clone(unfinished)
 		c.stuck.each(func(inst *instance[S]) { owned = append(owned, inst.id) })
+		// Even when ctx has ended: handing back is what lets another
+		// process take over now rather than after the lease.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		released = c.claimer.Leave(rctx, c.def.name)
 		if len(owned) > 0 {
-			// Even when ctx has ended: handing back is what lets another
-			// process take over now rather than after the lease.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-			released = c.claimer.Release(rctx, owned)
-			cancel()
+			released = errors.Join(released, c.claimer.Release(rctx, owned))
 		}
+		cancel()
 	}
 	// Wait out any Signal still appending before the store closes.
 	c.life.Lock()
@@ -383,6 +389,11 @@ func WithDeadline(t time.Time) StartOption {
 // first step; it returns the instance's ID as soon as the instance is
 // stored. Once Start returns nil the instance exists in the store.
 //
+// With a store that other processes share (a [Claimer]), a process that
+// holds more than its share of the definition's unfinished instances
+// offers the new one to the others instead (Claimer.Offer), and the first
+// with room below its share claims it within its ClaimInterval.
+//
 // Start returns an error wrapping ErrDuplicate if the ID exists (no second
 // instance is ever created: use Get to read the existing one),
 // ErrOverloaded when MaxInFlight instances are running,
@@ -413,22 +424,21 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	if !o.idSet {
 		id = c.cfg.NewID()
 	}
+	if c.shouldOffer() {
+		if err := c.offer(ctx, id, raw, o.deadline); err != nil {
+			return "", err
+		}
+		return id, nil
+	}
 	if err := c.acquire(ctx); err != nil {
 		return "", err
 	}
 
-	now := c.clock.Now()
-	deadline := o.deadline
-	if deadline.IsZero() && c.def.timeout > 0 {
-		deadline = now.Add(c.def.timeout)
-	}
 	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
 	inst.id, inst.run = id, c.cfg.NewID()
 	inst.state = state
-	events := []Event{
-		{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
-		{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1},
-	}
+	now := c.clock.Now()
+	events := c.startEvents(raw, o.deadline, now)
 
 	inst.mu.Lock()
 	if !c.live.add(id, inst) {
@@ -448,6 +458,18 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 
 	c.ready <- inst
 	return id, nil
+}
+
+// startEvents returns the first events of a new instance: it starts, and
+// so does its first step.
+func (c *Coordinator[S]) startEvents(raw []byte, deadline, now time.Time) []Event {
+	if deadline.IsZero() && c.def.timeout > 0 {
+		deadline = now.Add(c.def.timeout)
+	}
+	return []Event{
+		{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
+		{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1},
+	}
 }
 
 // acquire takes an in-flight slot, waiting for one if so configured.

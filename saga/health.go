@@ -62,7 +62,8 @@ type Health struct {
 	Stuck        int `json:"stuck"`        // stuck now
 	Completed    int `json:"completed"`    // completed since Startup
 	Compensated  int `json:"compensated"`  // compensated since Startup
-	Recovered    int `json:"recovered"`    // resumed by Startup or claimed from a process that had gone
+	Recovered    int `json:"recovered"`    // resumed by Startup, or claimed: offered by another process or left by one that had gone
+	Offered      int `json:"offered"`      // started here but offered to other processes, which held less (shared stores)
 
 	// StuckIDs lists up to 100 stuck instances, sorted.
 	StuckIDs []string `json:"stuck_ids,omitempty"`
@@ -85,6 +86,7 @@ func (c *Coordinator[S]) Health(ctx context.Context) Health {
 		Capacity:    c.cfg.MaxInFlight,
 		Completed:   int(c.completed.Load()),
 		Compensated: int(c.compensated.Load()),
+		Offered:     int(c.sharing.offered.Load()),
 	}
 	phase := c.phase.Load()
 	switch phase {

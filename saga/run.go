@@ -467,6 +467,7 @@ func (c *Coordinator[S]) finish(inst *instance[S]) {
 	}
 	if slotted {
 		c.release()
+		c.roomFreed()
 	}
 	c.checkDrained()
 }
@@ -480,6 +481,7 @@ func (c *Coordinator[S]) drop(inst *instance[S]) {
 	c.live.remove(inst.id)
 	if slotted {
 		c.release()
+		c.roomFreed()
 	}
 	c.checkDrained()
 }

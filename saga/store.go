@@ -111,29 +111,51 @@ func CheckAppend(sagaID string, last uint64, events []Event) error {
 
 // Claimer is implemented by stores that several processes share, each
 // running a coordinator for the same definitions. Every unfinished instance
-// is owned by one process at a time; the store fences the writes of any
-// other (Append fails with ErrFenced).
+// is owned by one process at a time, or by none while it waits to be
+// claimed; the store fences the writes of any other (Append fails with
+// ErrFenced).
 //
 // With such a store a coordinator runs only the instances it owns: those
 // it started and those Claim gives it, at Startup and then every
-// Config.ClaimInterval. At Shutdown it hands back the unfinished ones with
-// Release, so that another process can claim them at once. A signal for an
-// instance owned elsewhere is queued with Forward; the owner takes it from
-// its Inbox at the same interval, records it, and removes it with
-// Delivered.
+// Config.ClaimInterval. It spreads the work: a process that holds more than
+// its share of a definition's unfinished instances (see Census) offers new
+// ones to the others with Offer instead of running them, and each process
+// claims only up to its share. At Shutdown it hands back the unfinished
+// ones with Release and leaves the count with Leave, so that another
+// process can claim them at once. A
+// signal for an instance owned elsewhere is queued with Forward; the owner
+// takes it from its Inbox at the same interval, records it, and removes it
+// with Delivered.
 type Claimer interface {
 	Store
 
+	// Offer stores a new instance as Create does, but owned by no process:
+	// the first Claim for its definition takes it. It returns an error
+	// wrapping ErrDuplicate if an instance with that saga ID exists.
+	Offer(ctx context.Context, events []Event) error
+
+	// Census counts the work on the named definition across the processes
+	// that share the store, and records that this one runs the definition.
+	// A process counts among Processes from its first census of the
+	// definition until it calls Leave or its lease ends.
+	Census(ctx context.Context, definition string) (Census, error)
+
 	// Claim takes ownership of at most max unfinished instances of the
-	// named definition that no live process owns (their owner stopped
-	// renewing its lease, or released them) and returns their IDs, oldest
-	// first. Every write of the previous owner to them fails from then on.
+	// named definition that no live process owns (they were offered, their
+	// owner stopped renewing its lease, or released them) and returns their
+	// IDs, oldest first. Every write of the previous owner to them fails
+	// from then on.
 	Claim(ctx context.Context, definition string, max int) ([]string, error)
 
 	// Release gives up ownership of the instances, which stay unfinished
 	// for another process to claim. IDs this process does not own are
 	// ignored.
 	Release(ctx context.Context, sagaIDs []string) error
+
+	// Leave records that this process no longer runs the named
+	// definition, so that the others stop counting it in their shares.
+	// The next Census for the definition counts it again.
+	Leave(ctx context.Context, definition string) error
 
 	// Forward queues a signal for whichever process owns its instance. It
 	// returns an error wrapping ErrNotFound if there is no such instance
@@ -148,6 +170,15 @@ type Claimer interface {
 
 	// Delivered removes the queued signals with these IDs.
 	Delivered(ctx context.Context, ids []int64) error
+}
+
+// Census is a shared store's count of the work on one definition, from
+// which each process works out its share: Unfinished / Processes, rounded
+// up.
+type Census struct {
+	Processes  int // live processes that run the definition, the caller included
+	Unfinished int // unfinished instances of the definition, stuck ones included
+	Waiting    int // unfinished instances that no live process owns
 }
 
 // ForwardedSignal is a signal on its way to the process that owns its

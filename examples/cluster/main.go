@@ -1,7 +1,7 @@
 // Command cluster runs three coordinators on one PostgreSQL database, as
-// three replicas of a service would, places orders on all of them, kills
-// one mid-flight and shows the others finishing its orders once its lease
-// has expired.
+// three replicas of a service would, places every order on the first, shows
+// the orders spreading across all three, kills one mid-flight and shows the
+// others finishing its orders once its lease has expired.
 //
 //	go run ./examples/cluster -dsn postgres://postgres@127.0.0.1:5432/test
 //
@@ -52,7 +52,7 @@ const (
 	nodes         = 3
 	leaseTTL      = 2 * time.Second
 	claimInterval = 250 * time.Millisecond
-	stepTime      = 50 * time.Millisecond
+	stepTime      = 200 * time.Millisecond
 )
 
 type order struct {
@@ -67,11 +67,31 @@ type node struct {
 	coord *saga.Coordinator[order]
 }
 
-// ledger records which node finished each order.
+// ledger records which node ran the first step of each order, and which
+// finished it.
 type ledger struct {
 	mu       sync.Mutex
+	ran      map[string]string // order → node
 	finished map[string]string // order → node
-	done     chan struct{}     // nudged on every finish
+	done     chan struct{}     // nudged on every change
+}
+
+// wait waits until cond holds, with the ledger locked, for up to a minute.
+func (l *ledger) wait(what string, cond func() bool) error {
+	deadline := time.After(time.Minute)
+	for {
+		l.mu.Lock()
+		ok := cond()
+		l.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-l.done:
+		case <-deadline:
+			return fmt.Errorf("timed out waiting until %s", what)
+		}
+	}
 }
 
 func run(w io.Writer, dsn string, orders int) error {
@@ -87,37 +107,49 @@ func run(w io.Writer, dsn string, orders int) error {
 	schema := fmt.Sprintf("sagaflow_cluster_%d", os.Getpid())
 	defer admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`)
 
-	led := &ledger{finished: map[string]string{}, done: make(chan struct{}, 1)}
+	led := &ledger{ran: map[string]string{}, finished: map[string]string{}, done: make(chan struct{}, 1)}
 	var ns []*node
 	defer func() {
 		for _, n := range ns {
 			n.stop()
 		}
 	}()
-	for i := range nodes {
-		n, err := startNode(ctx, fmt.Sprintf("node-%d", i+1), dsn, schema, led)
+	// The last node to start counts all three at once.
+	for i := nodes; i > 0; i-- {
+		n, err := startNode(ctx, fmt.Sprintf("node-%d", i), dsn, schema, led)
 		if err != nil {
 			return err
 		}
-		ns = append(ns, n)
+		ns = append([]*node{n}, ns...)
 	}
 	fmt.Fprintf(w, "%d nodes on schema %s, lease %v, claim every %v\n", nodes, schema, leaseTTL, claimInterval)
 
-	placed := map[string][]string{}
+	// Every order arrives at node-1, which keeps its share and offers the
+	// rest; the others claim them at their next claim interval.
 	for i := range orders {
-		n := ns[i%nodes]
 		id := fmt.Sprintf("order-%03d", i+1)
-		if _, err := n.coord.Start(ctx, order{N: i}, saga.WithID(id)); err != nil {
+		if _, err := ns[0].coord.Start(ctx, order{N: i}, saga.WithID(id)); err != nil {
 			return err
 		}
-		placed[n.name] = append(placed[n.name], id)
 	}
+	offered := ns[0].coord.Health(ctx).Offered
+	fmt.Fprintf(w, "node-1 took %d orders: ran %d, offered %d\n", orders, orders-offered, offered)
+	if err := led.wait("every order is running", func() bool { return len(led.ran) == orders }); err != nil {
+		return err
+	}
+	running := map[string]int{}
+	led.mu.Lock()
+	for _, n := range led.ran {
+		running[n]++
+	}
+	led.mu.Unlock()
+	var parts []string
 	for _, n := range ns {
-		fmt.Fprintf(w, "  %s placed %d orders\n", n.name, len(placed[n.name]))
+		parts = append(parts, fmt.Sprintf("%s %d", n.name, running[n.name]))
 	}
+	fmt.Fprintf(w, "  running on %s\n", strings.Join(parts, ", "))
 
-	// Kill node-2 while its orders are in their second step.
-	time.Sleep(stepTime + stepTime/2)
+	// Kill node-2 while its orders are in their second step or so.
 	victim := ns[1]
 	ns = slices.Delete(ns, 1, 2)
 	victim.db.Close()
@@ -128,27 +160,16 @@ func run(w io.Writer, dsn string, orders int) error {
 	_ = victim.store.Close()
 	var orphans []string
 	led.mu.Lock()
-	for _, id := range placed[victim.name] {
-		if _, ok := led.finished[id]; !ok {
+	for id, n := range led.ran {
+		if _, ok := led.finished[id]; n == victim.name && !ok {
 			orphans = append(orphans, id)
 		}
 	}
 	led.mu.Unlock()
 	fmt.Fprintf(w, "%s killed with %d orders unfinished\n", victim.name, len(orphans))
 
-	deadline := time.After(time.Minute)
-	for {
-		led.mu.Lock()
-		n := len(led.finished)
-		led.mu.Unlock()
-		if n == orders {
-			break
-		}
-		select {
-		case <-led.done:
-		case <-deadline:
-			return fmt.Errorf("only %d of %d orders finished", n, orders)
-		}
+	if err := led.wait("every order has finished", func() bool { return len(led.finished) == orders }); err != nil {
+		return err
 	}
 	took := time.Since(killed)
 
@@ -158,7 +179,7 @@ func run(w io.Writer, dsn string, orders int) error {
 	for _, id := range orphans {
 		by[led.finished[id]]++
 	}
-	var parts []string
+	parts = parts[:0]
 	for _, n := range ns {
 		parts = append(parts, fmt.Sprintf("%s %d", n.name, by[n.name]))
 	}
@@ -203,11 +224,16 @@ func startNode(ctx context.Context, name, dsn, schema string, led *ledger) (*nod
 	coord, err := saga.New(def, saga.Config{
 		Store: store, ClaimInterval: claimInterval, Logger: slog.New(slog.DiscardHandler),
 		Hooks: saga.Hooks{OnEvent: func(e saga.Event) {
-			if e.Type != saga.EventSagaCompleted {
+			led.mu.Lock()
+			switch {
+			case e.Type == saga.EventStepSucceeded && e.Step == "validate":
+				led.ran[e.SagaID] = name
+			case e.Type == saga.EventSagaCompleted:
+				led.finished[e.SagaID] = name
+			default:
+				led.mu.Unlock()
 				return
 			}
-			led.mu.Lock()
-			led.finished[e.SagaID] = name
 			led.mu.Unlock()
 			select {
 			case led.done <- struct{}{}:

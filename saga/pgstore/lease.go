@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+
+	"github.com/sagaflow/sagaflow/saga"
 )
 
 // renewLoop extends this node's lease every third of its TTL until Close.
@@ -94,6 +96,38 @@ func (s *Store) Claim(ctx context.Context, definition string, max int) ([]string
 	}
 	s.mu.Unlock()
 	return ids, nil
+}
+
+// Census counts the work on definition across the nodes: the live nodes
+// that run it (those that have taken a census of it and not left it since,
+// this one included), its unfinished instances, and how many of those no
+// live node owns.
+func (s *Store) Census(ctx context.Context, definition string) (saga.Census, error) {
+	if definition == "" {
+		return saga.Census{}, fmt.Errorf("%w: empty definition name", saga.ErrInvalidArgument)
+	}
+	if err := s.open(); err != nil {
+		return saga.Census{}, err
+	}
+	var others, unfinished, waiting int
+	err := s.db.QueryRowContext(ctx, s.q.census, s.node, definition, s.clock.Now()).
+		Scan(&others, &unfinished, &waiting)
+	if err != nil {
+		return saga.Census{}, fmt.Errorf("pgstore: census of %s: %w", definition, err)
+	}
+	return saga.Census{Processes: others + 1, Unfinished: unfinished, Waiting: waiting}, nil
+}
+
+// Leave stops counting this node among those that run definition, until
+// its next Census for it.
+func (s *Store) Leave(ctx context.Context, definition string) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, s.q.unrun, s.node, definition); err != nil {
+		return fmt.Errorf("pgstore: leave %s: %w", definition, err)
+	}
+	return nil
 }
 
 // Release gives up this node's ownership of the instances, so that any

@@ -18,7 +18,22 @@
 // process that was paused or cut off and wakes up after another took over
 // cannot write a thing (its Append fails with saga.ErrFenced).
 //
-// The process that starts an instance owns it. When a node's lease expires
+// # Spreading the work
+//
+// Each coordinator counts the work on its definition every claim interval
+// (Census): the live nodes that run it and its unfinished instances, whose
+// quotient, rounded up, is each node's share. A node that already holds a
+// quarter more than its share offers a new instance (Offer) instead of
+// running it: the row has no owner, and the first node with room below its
+// share claims it, at its next claim interval or as soon as one of its
+// instances ends. Otherwise the process that starts an instance owns it.
+// Claims also stop at the share, so the survivors of a crash split its
+// orphans between them. A stopped coordinator leaves the count (Leave);
+// one that stops counting for longer than LeaseTTL drops out of it.
+//
+// # Taking over
+//
+// When a node's lease expires
 // (it died, or cannot reach the database), or it releases its instances
 // (Release, or Close on a graceful shutdown), other nodes take them over
 // with Claim, which bumps each instance's epoch and uses SKIP LOCKED so
@@ -35,9 +50,10 @@
 //
 // # Delivery between processes
 //
-// Nodes find work by polling (Claim), not by LISTEN/NOTIFY, which
-// database/sql cannot receive without a driver: the delay before a
-// released or orphaned instance moves is bounded by the claim interval.
+// Nodes find work by polling (Census and Claim), not by LISTEN/NOTIFY,
+// which database/sql cannot receive without a driver: the delay before an
+// offered, released or orphaned instance moves is bounded by the claim
+// interval.
 // Reads (Load, and so Coordinator.Get and Events) work on every node. A
 // signal sent to a node that does not own its instance is queued in the
 // database (Forward) and recorded by the owner at its next claim interval
@@ -209,6 +225,17 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Create stores a new instance owned by this node.
 func (s *Store) Create(ctx context.Context, events []saga.Event) error {
+	return s.create(ctx, events, true)
+}
+
+// Offer stores a new instance that no node owns: the first node to Claim
+// it runs it.
+func (s *Store) Offer(ctx context.Context, events []saga.Event) error {
+	return s.create(ctx, events, false)
+}
+
+// create stores a new instance, owned by this node or by none.
+func (s *Store) create(ctx context.Context, events []saga.Event, own bool) error {
 	if len(events) == 0 {
 		return fmt.Errorf("%w: no events", saga.ErrInvalidArgument)
 	}
@@ -224,8 +251,12 @@ func (s *Store) Create(ctx context.Context, events []saga.Event) error {
 	if err != nil {
 		return err
 	}
+	var owner any
+	if own {
+		owner = s.node
+	}
 	res, err := s.db.ExecContext(ctx, s.q.create,
-		id, events[0].Definition, last.Seq, last.Ends(), s.node, events[0].Run, "["+string(rows)+"]")
+		id, events[0].Definition, last.Seq, last.Ends(), owner, events[0].Run, "["+string(rows)+"]")
 	if err != nil {
 		return fmt.Errorf("pgstore: create %q: %w", id, err)
 	}
@@ -234,7 +265,7 @@ func (s *Store) Create(ctx context.Context, events []saga.Event) error {
 	} else if n == 0 {
 		return fmt.Errorf("%w: %q", saga.ErrDuplicate, id)
 	}
-	if !last.Ends() {
+	if own && !last.Ends() {
 		s.mu.Lock()
 		s.owned[id] = 1
 		s.mu.Unlock()
@@ -391,6 +422,8 @@ type queries struct {
 	join       string
 	renew      string
 	leave      string
+	census     string
+	unrun      string
 	releaseAll string
 	release    string
 	claim      string
@@ -410,7 +443,21 @@ func newQueries(schema string) queries {
 		join: `INSERT INTO ` + schema + `.nodes (node, expires_at) VALUES ($1, $2)
 			ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at`,
 		renew: `UPDATE ` + schema + `.nodes SET expires_at = $2 WHERE node = $1`,
-		leave: `DELETE FROM ` + schema + `.nodes WHERE node = $1`,
+		leave: `WITH r AS (DELETE FROM ` + schema + `.runners WHERE node = $1)
+			DELETE FROM ` + schema + `.nodes WHERE node = $1`,
+		unrun: `DELETE FROM ` + schema + `.runners WHERE node = $1 AND definition = $2`,
+		census: `WITH me AS (
+				INSERT INTO ` + schema + `.runners (node, definition) VALUES ($1, $2)
+				ON CONFLICT (definition, node) DO NOTHING
+			)
+			SELECT
+				(SELECT count(*) FROM ` + schema + `.runners AS r JOIN ` + schema + `.nodes AS o USING (node)
+					WHERE r.definition = $2 AND r.node <> $1 AND o.expires_at > $3),
+				count(*),
+				count(*) FILTER (WHERE i.owner IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + schema + `.nodes AS o WHERE o.node = i.owner AND o.expires_at > $3))
+			FROM ` + schema + `.instances AS i
+			WHERE i.definition = $2 AND NOT i.finished`,
 		releaseAll: `UPDATE ` + schema + `.instances SET owner = NULL
 			WHERE owner = $1 AND NOT finished`,
 		release: `UPDATE ` + schema + `.instances SET owner = NULL

@@ -80,8 +80,11 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store, caps Capabilities
 		{"SharedCloseHandsBack", testSharedCloseHandsBack},
 		{"SharedClaimDisjoint", testSharedClaimDisjoint},
 		{"SharedForward", testSharedForward},
+		{"SharedOffer", testSharedOffer},
+		{"SharedCensus", testSharedCensus},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"LeaseFencesStaleOwner", testLeaseFencesStaleOwner},
+		{"LeaseExpiryCensus", testLeaseExpiryCensus},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

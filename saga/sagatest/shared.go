@@ -260,3 +260,84 @@ func testSharedForward(t *testing.T, s saga.Store, caps Capabilities) {
 	require.NoError(t, err)
 	assert.Empty(t, gone)
 }
+
+func testSharedOffer(t *testing.T, s saga.Store, caps Capabilities) {
+	a, b := shared(t, s, caps)
+	ctx := t.Context()
+	log := newLog("order-1", "orders", stepStarted)
+	require.NoError(t, a.Offer(ctx, log))
+	assertLog(t, b, "order-1", log)
+	assertUnfinished(t, b, "orders", "order-1")
+
+	last := uint64(len(log))
+	err := a.Append(ctx, "order-1", last, after("order-1", last, stepSucceeded))
+	assert.ErrorIs(t, err, saga.ErrFenced, "an offered instance is not its offerer's until claimed")
+	assert.ErrorIs(t, b.Offer(ctx, newLog("order-1", "orders")), saga.ErrDuplicate, "offered twice")
+	assert.ErrorIs(t, a.Create(ctx, newLog("order-1", "orders")), saga.ErrDuplicate, "created after it was offered")
+	assert.ErrorIs(t, b.Offer(ctx, nil), saga.ErrInvalidArgument, "no events")
+	bad := newLog("order-2", "orders", stepStarted)[1:]
+	assert.ErrorIs(t, b.Offer(ctx, bad), saga.ErrInvalidEvent, "a log that does not start at 1")
+	assert.ErrorIs(t, mustLoadErr(t, b, "order-2"), saga.ErrNotFound, "a refused offer stores nothing")
+	assertLog(t, a, "order-1", log)
+
+	assert.Equal(t, []string{"order-1"}, mustClaim(t, b, "orders", 10), "any process may claim an offer")
+	next := after("order-1", last, stepSucceeded)
+	mustAppend(t, b, "order-1", last, next)
+	assertLog(t, a, "order-1", append(log, next...))
+	assert.Empty(t, mustClaim(t, a, "orders", 10), "claimed once")
+}
+
+// mustLoadErr returns the error of Load(id).
+func mustLoadErr(t *testing.T, s saga.Store, id string) error {
+	t.Helper()
+	_, err := s.Load(t.Context(), id)
+	return err
+}
+
+func testSharedCensus(t *testing.T, s saga.Store, caps Capabilities) {
+	a, b := shared(t, s, caps)
+	ctx := t.Context()
+	census := func(c saga.Claimer, def string) saga.Census {
+		t.Helper()
+		n, err := c.Census(ctx, def)
+		require.NoError(t, err, "Census(%q)", def)
+		return n
+	}
+	assert.Equal(t, saga.Census{Processes: 1}, census(a, "orders"), "only the caller runs it so far")
+	assert.Equal(t, saga.Census{Processes: 2}, census(b, "orders"), "the caller and the other")
+	assert.Equal(t, saga.Census{Processes: 1}, census(a, "shipping"), "counted by definition")
+
+	mustCreate(t, a, newLog("order-1", "orders", stepStarted))
+	mustCreate(t, b, newLog("order-2", "orders"))
+	require.NoError(t, a.Offer(ctx, newLog("order-3", "orders", stepStarted)))
+	mustCreate(t, a, newLog("done", "orders", completedTypes...))
+	mustCreate(t, a, newLog("stuck", "orders", stepStarted, stepFailed, compStarted, compFailed, sagaStuck))
+	mustCreate(t, a, newLog("ship-1", "shipping"))
+	assert.Equal(t, saga.Census{Processes: 2, Unfinished: 4, Waiting: 1}, census(a, "orders"),
+		"unfinished ones, stuck included, and the offered one waiting")
+
+	require.NoError(t, a.Leave(ctx, "orders"))
+	assert.Equal(t, saga.Census{Processes: 1, Unfinished: 4, Waiting: 1}, census(b, "orders"), "a left")
+	assert.Equal(t, 2, census(a, "orders").Processes, "a census counts its caller again")
+
+	_, err := a.Census(ctx, "")
+	assert.ErrorIs(t, err, saga.ErrInvalidArgument, "empty definition")
+}
+
+func testLeaseExpiryCensus(t *testing.T, s saga.Store, caps Capabilities) {
+	a, b := expiring(t, s, caps)
+	ctx := t.Context()
+	mustCreate(t, a, newLog("order-1", "orders", stepStarted))
+	mustCreate(t, b, newLog("order-2", "orders", stepStarted))
+	_, err := a.Census(ctx, "orders")
+	require.NoError(t, err)
+	n, err := b.Census(ctx, "orders")
+	require.NoError(t, err)
+	assert.Equal(t, saga.Census{Processes: 2, Unfinished: 2}, n)
+
+	caps.Expire(t, a)
+	n, err = b.Census(ctx, "orders")
+	require.NoError(t, err)
+	assert.Equal(t, saga.Census{Processes: 1, Unfinished: 2, Waiting: 1}, n,
+		"a process whose lease expired no longer counts, and its instances wait")
+}
