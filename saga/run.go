@@ -392,13 +392,15 @@ func (c *Coordinator[S]) applyRecorded(inst *instance[S], events []Event) {
 }
 
 // storeFailed handles a write the store refused. It expects inst.mu held
-// and releases it. If another process owns the instance now, this one lets
-// go of it; otherwise the instance waits and then retries from its last
-// recorded event (an action whose success was not recorded runs again, with
-// the same idempotency key).
+// and releases it. If the log is no longer this coordinator's to write
+// (another process owns it or wrote to it, it has ended or gone), this one
+// lets go of the instance; otherwise the instance waits and then retries
+// from its last recorded event (an action whose success was not recorded
+// runs again, with the same idempotency key).
 func (c *Coordinator[S]) storeFailed(inst *instance[S], err error) bool {
 	id := inst.id
-	if errors.Is(err, ErrFenced) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidEvent) {
+	if errors.Is(err, ErrFenced) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidEvent) ||
+		errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
 		inst.mu.Unlock()
 		c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: letting go of instance",
 			slog.String("saga_id", id), slog.Any("error", err))

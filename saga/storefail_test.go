@@ -65,23 +65,30 @@ func TestFailedWriteIsRetriedFromTheLastRecordedEvent(t *testing.T) {
 	requireConsistent(t, id, logOf(t, h, id))
 }
 
-func TestFencedInstanceIsLetGo(t *testing.T) {
+// An instance whose log this coordinator may no longer write is let go:
+// another process owns it, or has ended it, or it is gone.
+func TestInstanceNotOursIsLetGo(t *testing.T) {
 	t.Parallel()
-	store := newFlakyStore(1, fmt.Errorf("lease lost: %w", saga.ErrFenced))
-	s := newScript(t)
-	h := sagatest.New(t, fourSteps(s), saga.Config{Store: store, MaxInFlight: 1})
-	id := h.Start(order{})
-	// Once let go, its slot is free again.
-	startNext := func() error {
-		_, err := h.Coordinator.Start(context.Background(), order{}, saga.WithID("next"))
-		return err
+	for _, refusal := range []error{saga.ErrFenced, saga.ErrFinished, saga.ErrNotFound} {
+		t.Run(refusal.Error(), func(t *testing.T) {
+			t.Parallel()
+			store := newFlakyStore(1, fmt.Errorf("append refused: %w", refusal))
+			s := newScript(t)
+			h := sagatest.New(t, fourSteps(s), saga.Config{Store: store, MaxInFlight: 1})
+			id := h.Start(order{})
+			// Once let go, its slot is free again.
+			startNext := func() error {
+				_, err := h.Coordinator.Start(context.Background(), order{}, saga.WithID("next"))
+				return err
+			}
+			for errors.Is(startNext(), saga.ErrOverloaded) {
+			}
+			h.WaitStatus("next", saga.StatusCompleted)
+			assert.Zero(t, h.Health(context.Background()).InFlight)
+			assert.ErrorIs(t, h.Signal(context.Background(), id, "x", nil, ""), saga.ErrFenced, "it runs nowhere here")
+			assert.Len(t, s.callsOf("payment"), 1, "only the next instance got past validate")
+		})
 	}
-	for errors.Is(startNext(), saga.ErrOverloaded) {
-	}
-	h.WaitStatus("next", saga.StatusCompleted)
-	assert.Zero(t, h.Health(context.Background()).InFlight)
-	assert.ErrorIs(t, h.Signal(context.Background(), id, "x", nil, ""), saga.ErrFenced)
-	assert.Len(t, s.callsOf("payment"), 1, "only the next instance got past validate")
 }
 
 func TestStartupFailsWhenTheStoreIsDown(t *testing.T) {

@@ -210,12 +210,28 @@ type gated struct {
 	release chan struct{}
 	subs    []*saga.Subscription
 	stores  map[string]*pgstore.Store // by node
+	logs    map[string]chan string    // by node: the messages its coordinator logs
+}
+
+// messages is a slog.Handler that sends each record's message to a channel,
+// dropping those that do not fit.
+type messages chan string
+
+func (m messages) Enabled(context.Context, slog.Level) bool { return true }
+func (m messages) WithAttrs([]slog.Attr) slog.Handler       { return m }
+func (m messages) WithGroup(string) slog.Handler            { return m }
+func (m messages) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case m <- r.Message:
+	default:
+	}
+	return nil
 }
 
 func newGated(t *testing.T) *gated {
 	return &gated{
 		c: newCluster(t), entered: make(chan string, 1000), release: make(chan struct{}),
-		stores: map[string]*pgstore.Store{},
+		stores: map[string]*pgstore.Store{}, logs: map[string]chan string{},
 	}
 }
 
@@ -235,8 +251,9 @@ func (g *gated) start(t *testing.T, name string, maxInFlight int) *saga.Coordina
 	}})
 	require.NoError(t, err)
 	g.stores[name] = g.c.open(name)
+	g.logs[name] = make(chan string, 1000)
 	coord, err := saga.New(def, saga.Config{
-		Store: g.stores[name], Clock: g.c.clock, Logger: slog.New(slog.DiscardHandler),
+		Store: g.stores[name], Clock: g.c.clock, Logger: slog.New(messages(g.logs[name])),
 		ClaimInterval: claimInterval, Workers: 128, MaxInFlight: maxInFlight,
 	})
 	require.NoError(t, err)
@@ -363,6 +380,49 @@ func TestSurvivorsShareTheOrphans(t *testing.T) {
 	assert.Equal(t, map[string]int{"b": orphans / 2, "c": orphans / 2}, g.running(t, orphans),
 		"each claims up to its share")
 	g.finish(t, b, ids)
+}
+
+func TestPausedOwnerIsFenced(t *testing.T) {
+	g := newGated(t)
+	a := g.start(t, "a", 0)
+	id, err := a.Start(t.Context(), order{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"a": 1}, g.running(t, 1))
+
+	// a stops renewing its lease, as a process paused mid-step would, and
+	// b takes the order over and runs the step again.
+	g.stores["a"].Pause()
+	paused := g.c.clock.Now()
+	b := g.start(t, "b", 0)
+	for g.c.clock.Now().Sub(paused) <= leaseTTL+claimInterval {
+		g.c.clock.Advance(leaseTTL / 4)
+		require.NoError(t, g.stores["b"].Renew())
+	}
+	require.Equal(t, map[string]int{"b": 1}, g.running(t, 1))
+
+	// Both steps return; a's result is refused, b's recorded.
+	g.finish(t, b, []string{id})
+	timeout := time.After(time.Minute) // a safety net, not a wait
+	for msg := ""; msg != "saga: letting go of instance"; {
+		select {
+		case msg = <-g.logs["a"]:
+		case <-timeout:
+			t.Fatalf("a did not let go of the order; its last message: %q", msg)
+		}
+	}
+	events, err := b.Events(t.Context(), id)
+	require.NoError(t, err)
+	var types []saga.EventType
+	for _, e := range events {
+		types = append(types, e.Type)
+		if e.Type == saga.EventStepSucceeded {
+			assert.Greater(t, e.Time.Sub(paused), leaseTTL, "recorded by b, after the takeover")
+		}
+	}
+	assert.Equal(t, []saga.EventType{
+		saga.EventSagaStarted, saga.EventStepStarted, saga.EventStepSucceeded, saga.EventSagaCompleted,
+	}, types, "nothing of a's after the takeover")
+	assert.Zero(t, a.Health(t.Context()).InFlight, "a holds nothing")
 }
 
 func TestFailover(t *testing.T) {
