@@ -12,20 +12,21 @@
 // (-workers): every step waits for an fsync, and the orders waiting should
 // share one rather than queue for a worker.
 //
-// With -store postgres the orders run on saga/pgstore, 20,000 by default:
-// each is a round trip to the database for its creation and for every
-// step it records, so it too gets a worker per order in flight.
-// -coordinators N runs N coordinators in this process, standing in for N
-// replicas of a service: each has its own connection pool (-pool
-// connections, 16 by default), its own pgstore.Store (its own node) and
-// its own orderflow System with its own services, and the orders go to
+// With -store postgres the orders run on saga/pgstore. An order's
+// creation and every step it records wait for a round trip to the
+// database (the store writes the steps of many orders in one statement),
+// so there too each order in flight gets a worker. -coordinators N runs N
+// coordinators in this process, standing in for N replicas of a service:
+// each has its own connection pool (-pool, 16 connections by default), its
+// own pgstore.Store (its own node) and its own orderflow System with its
+// own services, whose books are checked on their own; the orders go to
 // them in turn. They share a fresh schema, dropped at the end, or the one
 // given with -schema, which is kept. Before the orders, the run measures
-// the database's own single-row commit rate for -raw-time: as many
-// goroutines as there are orders in flight, at most one per connection,
-// each committing one-row INSERTs into a scratch table. It reports that
-// rate and the ratio of orders/s to it, so that the orders' throughput
-// can be judged against what the database itself does.
+// the database's own single-row commit rate for -raw-time (2s): as many
+// goroutines as orders in flight, at most one per connection, each
+// committing one-row INSERTs into a scratch table. It reports that rate
+// and the ratio of orders/s to it, so that the orders' throughput can be
+// judged against what the database itself does.
 package main
 
 import (
@@ -73,13 +74,6 @@ type options struct {
 	memProfile   string
 }
 
-// Orders run by default: fewer on PostgreSQL, where each order is several
-// round trips to the database.
-const (
-	defaultOrders         = 100_000
-	defaultPostgresOrders = 20_000
-)
-
 // schemaName is what pgstore accepts as a schema name.
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -87,7 +81,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.orders, "orders", defaultOrders, fmt.Sprintf("orders to run (%d with -store postgres)", defaultPostgresOrders))
+	fs.IntVar(&o.orders, "orders", 100_000, "orders to run")
 	fs.IntVar(&o.concurrency, "concurrency", 1_000, "orders in flight at once")
 	fs.IntVar(&o.workers, "workers", 0, "engine workers per coordinator (default: one per order in flight with the journal or PostgreSQL, the engine's default otherwise)")
 	fs.StringVar(&o.store, "store", "memory", "store: memory, journal or postgres")
@@ -107,9 +101,6 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if o.store == "postgres" && !set["orders"] {
-		o.orders = defaultPostgresOrders
-	}
 	pg := o.store == "postgres" && o.engine == "sagaflow"
 	switch {
 	case fs.NArg() > 0:

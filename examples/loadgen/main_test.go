@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -131,22 +130,6 @@ func TestBadFlags(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		assert.ErrorContains(t, run(context.Background(), tc.args, &stdout, &stderr), tc.want, "%v", tc.args)
 		assert.Empty(t, stdout.String(), "%v", tc.args)
-	}
-}
-
-func TestPostgresOrdersDefault(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		args []string
-		want int
-	}{
-		{nil, defaultOrders},
-		{[]string{"-store", "postgres", "-dsn", "postgres://x"}, defaultPostgresOrders},
-		{[]string{"-store", "postgres", "-dsn", "postgres://x", "-orders", "7"}, 7},
-	} {
-		o, err := parse(tc.args, io.Discard)
-		require.NoError(t, err, "%v", tc.args)
-		assert.Equal(t, tc.want, o.orders, "%v", tc.args)
 	}
 }
 
