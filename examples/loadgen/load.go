@@ -241,7 +241,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	closeErr := r.close()
 
 	res.ElapsedSec = elapsed.Seconds()
-	res.OrdersPerSec = float64(o.orders) / elapsed.Seconds()
+	res.OrdersPerSec = float64(done.Load()) / elapsed.Seconds() // all of them unless interrupted
 	if pg := res.Postgres; pg != nil {
 		pg.OrdersPerRawCommit = res.OrdersPerSec / pg.RawCommitsPerSec
 	}
