@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +23,7 @@ import (
 	"github.com/sagaflow/sagaflow/orderflow"
 	"github.com/sagaflow/sagaflow/saga"
 	"github.com/sagaflow/sagaflow/saga/journal"
+	"github.com/sagaflow/sagaflow/saga/pgstore"
 )
 
 // result is what a run measured; its JSON is loadgen's -json output.
@@ -43,8 +47,15 @@ type result struct {
 	GoVersion    string  `json:"go_version"`
 	GOMAXPROCS   int     `json:"gomaxprocs"`
 	Verified     bool    `json:"verified"`
+	// Coordinators ran the orders, order i on coordinator i mod
+	// Coordinators; PerCoordinator counts the orders that ended on each.
+	Coordinators   int   `json:"coordinators,omitempty"`
+	PerCoordinator []int `json:"per_coordinator,omitempty"`
 	// Journal is what the journal wrote, with -store journal.
 	Journal *journalStats `json:"journal,omitempty"`
+	// Postgres is where the orders ran and how fast the database
+	// commits, with -store postgres.
+	Postgres *postgresStats `json:"postgres,omitempty"`
 }
 
 // journalStats are the journal's counters over a run: how well group
@@ -96,14 +107,22 @@ func (s failingShipping) CreateShipment(ctx context.Context, req orderflow.Shipm
 
 // keepKeys is how long the services remember an operation by its key:
 // far longer than any order of a run takes, short enough that their memory
-// follows the orders in flight, as the engine's does.
-const keepKeys = 2 * time.Second
+// follows the orders in flight, as the engine's does. An undo that comes
+// later finds nothing to undo (a refund, no charge), and the books do not
+// balance. On PostgreSQL an order can take seconds when the machine is
+// busy, so there the services remember keys for a minute.
+func (o options) keepKeys() time.Duration {
+	if o.store == "postgres" {
+		return time.Minute
+	}
+	return 2 * time.Second
+}
 
-func newServices(orders int) *services {
+func newServices(orders int, keep time.Duration) *services {
 	s := &services{
-		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{KeepFor: keepKeys}),
-		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{KeepFor: keepKeys}),
-		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{KeepFor: keepKeys})},
+		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{KeepFor: keep}),
+		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{KeepFor: keep}),
+		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{KeepFor: keep})},
 		stock:     2 * orders, // enough for every order: stock never fails one
 	}
 	for p := range products {
@@ -142,15 +161,16 @@ type runner interface {
 	close() error
 }
 
-// workersOrDefault returns the engine's workers: -workers, or with the
-// journal one per order in flight (every step waits for an fsync, and the
-// orders waiting should share one rather than queue for a worker), or 0
-// for the engine's default.
+// workersOrDefault returns each coordinator's workers: -workers, or with
+// the journal or PostgreSQL one per order in flight (every step waits for
+// an fsync or a round trip to the database, and the orders waiting should
+// share one rather than queue for a worker), or 0 for the engine's
+// default.
 func (o options) workersOrDefault() int {
 	switch {
 	case o.workers > 0:
 		return o.workers
-	case o.store == "journal":
+	case o.store == "journal" || o.store == "postgres":
 		return o.concurrency
 	}
 	return 0
@@ -159,12 +179,15 @@ func (o options) workersOrDefault() int {
 // load runs the orders and verifies the outcome.
 func load(ctx context.Context, o options, stderr io.Writer) (result, []string, error) {
 	clk := clock.Real()
-	svc := newServices(o.orders)
+	svcs := make([]*services, o.coordinators) // each coordinator's own
+	for k := range svcs {
+		svcs[k] = newServices(o.orders, o.keepKeys())
+	}
 	var r runner
 	var err error
 	if o.engine == "bare" {
-		r = &bare{svc: svc, rate: o.failRate}
-	} else if r, err = newEngine(ctx, o, svc); err != nil {
+		r = &bare{svc: svcs[0], rate: o.failRate}
+	} else if r, err = newEngine(ctx, o, clk, svcs); err != nil {
 		return result{}, nil, err
 	}
 
@@ -202,18 +225,26 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	stopProgress()
 	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
 	if e, ok := r.(*engine); ok {
-		if j, ok := e.store.(*journal.Journal); ok {
+		res.Coordinators = len(e.nodes)
+		for _, n := range e.nodes {
+			res.PerCoordinator = append(res.PerCoordinator, int(n.ran.Load()))
+		}
+		if j, ok := e.nodes[0].store.(*journal.Journal); ok {
 			st := j.Stats()
 			res.Journal = &journalStats{
 				Records: st.Records, Fsyncs: st.Syncs, MB: float64(st.Bytes) / (1 << 20),
 				RecordsPerSync: float64(st.Records) / float64(max(st.Syncs, 1)),
 			}
 		}
+		res.Postgres = e.pg // close says whether it dropped the schema
 	}
 	closeErr := r.close()
 
 	res.ElapsedSec = elapsed.Seconds()
-	res.OrdersPerSec = float64(o.orders) / elapsed.Seconds()
+	res.OrdersPerSec = float64(done.Load()) / elapsed.Seconds() // all of them unless interrupted
+	if pg := res.Postgres; pg != nil {
+		pg.OrdersPerRawCommit = res.OrdersPerSec / pg.RawCommitsPerSec
+	}
 	slices.Sort(latency)
 	pct := func(p float64) float64 {
 		return float64(latency[min(len(latency)-1, int(p*float64(len(latency))))]) / float64(time.Millisecond)
@@ -232,7 +263,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 			res.Lost++
 		}
 	}
-	problems := verify(o, svc, outcomes)
+	problems := verify(o, svcs, outcomes, latency[len(latency)-1])
 	if closeErr != nil {
 		problems = append(problems, "shutdown: "+closeErr.Error())
 	}
@@ -241,15 +272,21 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 }
 
 // verify checks every order's outcome against what it was meant to be,
-// and the services' books against the outcomes: credit in use is the
-// total of the completed orders, stock held is their quantities, and
-// every unit is either held or available.
-func verify(o options, svc *services, outcomes []outcome) []string {
+// and the books of each coordinator's services (order i ran on svcs[i mod
+// len(svcs)]) against the outcomes: credit in use is the total of the
+// completed orders, stock held is their quantities, and every unit is
+// either held or available. If the books are wrong and the slowest order
+// took longer than the services remember keys, it says so.
+func verify(o options, svcs []*services, outcomes []outcome, slowest time.Duration) []string {
 	var problems []string
-	wantUsed := map[string]orderflow.Money{}
-	wantHeld := make([]int, products)
+	wantUsed := make([]map[string]orderflow.Money, len(svcs))
+	wantHeld := make([][]int, len(svcs))
+	for k := range svcs {
+		wantUsed[k], wantHeld[k] = map[string]orderflow.Money{}, make([]int, products)
+	}
 	wrong := 0
 	for i, oc := range outcomes {
+		k := i % len(svcs)
 		req, fails := request(i, o.failRate)
 		want := completed
 		if fails {
@@ -265,26 +302,36 @@ func verify(o options, svc *services, outcomes []outcome) []string {
 			continue
 		}
 		for _, it := range req.Items {
-			wantUsed[req.Customer.Email] += it.Subtotal()
+			wantUsed[k][req.Customer.Email] += it.Subtotal()
 			p, _ := strconv.Atoi(strings.TrimPrefix(it.Name, "product-"))
-			wantHeld[p] += it.Quantity
+			wantHeld[k][p] += it.Quantity
 		}
 	}
 	if wrong > 5 {
 		problems = append(problems, fmt.Sprintf("… %d orders ended wrong in all", wrong))
 	}
-	for c := range customers {
-		email := "c" + strconv.Itoa(c) + "@example.com"
-		if _, used := svc.payment.Credit(email); used != wantUsed[email] {
-			problems = append(problems, fmt.Sprintf("%s has %v of credit in use, want %v", email, used, wantUsed[email]))
+	for k, svc := range svcs {
+		at := ""
+		if len(svcs) > 1 {
+			at = fmt.Sprintf("coordinator %d: ", k+1)
+		}
+		for c := range customers {
+			email := "c" + strconv.Itoa(c) + "@example.com"
+			if _, used := svc.payment.Credit(email); used != wantUsed[k][email] {
+				problems = append(problems, fmt.Sprintf("%s%s has %v of credit in use, want %v", at, email, used, wantUsed[k][email]))
+			}
+		}
+		for p := range products {
+			available, held := svc.inventory.Stock(product(p))
+			if held != wantHeld[k][p] || available+held != svc.stock {
+				problems = append(problems, fmt.Sprintf("%s%s: %d available and %d held, want %d held of %d",
+					at, product(p), available, held, wantHeld[k][p], svc.stock))
+			}
 		}
 	}
-	for p := range products {
-		available, held := svc.inventory.Stock(product(p))
-		if held != wantHeld[p] || available+held != svc.stock {
-			problems = append(problems, fmt.Sprintf("%s: %d available and %d held, want %d held of %d",
-				product(p), available, held, wantHeld[p], svc.stock))
-		}
+	if keep := o.keepKeys(); len(problems) > 0 && slowest >= keep {
+		problems = append(problems, fmt.Sprintf("the slowest order took %v, and the services remember keys for %v: undos that came later found nothing to undo",
+			slowest.Round(time.Millisecond), keep))
 	}
 	return problems
 }
@@ -325,64 +372,141 @@ func (b *bare) run(ctx context.Context, _, i int) outcome {
 
 func (b *bare) close() error { return nil }
 
-// engine runs orders on an orderflow.System and learns of their ends
-// from the engine's event hook, without a subscription per order.
+// engine runs orders on one orderflow.System per coordinator, order i on
+// coordinator i mod N, and learns of their ends from the engine's event
+// hook, without a subscription per order.
 type engine struct {
-	sys     *orderflow.System
-	store   saga.Store
-	dir     string // a temporary journal directory to remove
+	nodes   []*node
+	db      *database      // with -store postgres
+	pg      *postgresStats // with -store postgres
+	dir     string         // a temporary journal directory to remove
+	prefix  string         // of this run's order IDs
 	waiting []chan outcome
 	rate    float64
 }
 
-func newEngine(ctx context.Context, o options, svc *services) (*engine, error) {
+// node is one coordinator: its System, store and services, and with
+// PostgreSQL its own connection pool, as one replica of a service would
+// have.
+type node struct {
+	sys   *orderflow.System
+	store saga.Store
+	svc   *services
+	pool  *sql.DB
+	ran   atomic.Int64 // orders that ended here
+}
+
+func newEngine(ctx context.Context, o options, clk clock.Clock, svcs []*services) (*engine, error) {
 	e := &engine{waiting: make([]chan outcome, o.concurrency), rate: o.failRate}
 	for c := range e.waiting {
 		e.waiting[c] = make(chan outcome, 1)
 	}
-	var err error
-	switch o.store {
-	case "memory":
-		// Keep a few finished orders for reading, drop the rest: memory
-		// follows the orders in flight.
-		e.store = saga.NewMemoryStore(saga.MemoryConfig{MaxFinished: 10_000})
-	case "journal":
-		dir := o.dir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "loadgen-journal-"); err != nil {
-				return nil, err
-			}
-			e.dir = dir
-		}
-		if e.store, err = journal.Open(dir, journal.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			return nil, err
-		}
-	}
-	e.sys, err = orderflow.New(orderflow.Config{
-		Engine: saga.Config{
-			Store:           e.store,
-			Logger:          slog.New(slog.DiscardHandler),
-			MaxInFlight:     o.concurrency,
-			Workers:         o.workersOrDefault(),
-			WaitForCapacity: true,
-			Hooks:           saga.Hooks{OnEvent: e.onEvent},
-		},
-		Payment:   svc.payment,
-		Inventory: svc.inventory,
-		Shipping:  svc.shipping,
-	})
-	if err == nil {
-		err = e.sys.Startup(ctx)
-	}
-	if err != nil {
+	if err := e.open(ctx, o, clk, svcs); err != nil {
 		return nil, errors.Join(err, e.close())
 	}
 	return e, nil
 }
 
+// open opens the stores, measures the database's raw commit rate with
+// PostgreSQL, and starts the coordinators.
+func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svcs []*services) error {
+	var err error
+	if o.store == "postgres" {
+		if e.db, err = openDatabase(ctx, o); err != nil {
+			return err
+		}
+		// Order IDs of this run only: a schema given with -schema may
+		// hold an earlier run's.
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		e.prefix = hex.EncodeToString(b[:]) + "-"
+	}
+	for k := range o.coordinators {
+		n := &node{svc: svcs[k]}
+		e.nodes = append(e.nodes, n)
+		switch o.store {
+		case "memory":
+			// Keep a few finished orders for reading, drop the rest:
+			// memory follows the orders in flight.
+			n.store = saga.NewMemoryStore(saga.MemoryConfig{MaxFinished: 10_000})
+		case "journal":
+			dir := o.dir
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "loadgen-journal-"); err != nil {
+					return err
+				}
+				e.dir = dir
+			}
+			j, err := journal.Open(dir, journal.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return err
+			}
+			n.store = j
+		case "postgres":
+			pool, store, err := e.db.openStore(ctx, o, k)
+			if err != nil {
+				return err
+			}
+			n.pool, n.store = pool, store
+		}
+		n.sys, err = orderflow.New(orderflow.Config{
+			Engine: saga.Config{
+				Store:           n.store,
+				Logger:          slog.New(slog.DiscardHandler),
+				MaxInFlight:     o.concurrency,
+				Workers:         o.workersOrDefault(),
+				WaitForCapacity: true,
+				Hooks:           saga.Hooks{OnEvent: func(ev saga.Event) { e.onEvent(n, ev) }},
+			},
+			Payment:   n.svc.payment,
+			Inventory: n.svc.inventory,
+			Shipping:  n.svc.shipping,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if e.db != nil {
+		if err := e.checkUnfinished(ctx); err != nil {
+			return err
+		}
+		pools := make([]*sql.DB, len(e.nodes))
+		for k, n := range e.nodes {
+			pools[k] = n.pool
+		}
+		workers := min(o.concurrency, o.coordinators*o.pool)
+		if e.pg, err = e.db.rawCommits(ctx, clk, pools, workers, o.rawTime); err != nil {
+			return err
+		}
+		e.pg.Pool = o.pool
+	}
+	for _, n := range e.nodes {
+		if err := n.sys.Startup(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUnfinished refuses a schema that holds unfinished orders: the
+// coordinators would claim them and run them against this run's services,
+// whose books would then not add up.
+func (e *engine) checkUnfinished(ctx context.Context) error {
+	n := e.nodes[0]
+	ids, err := n.store.(*pgstore.Store).Unfinished(ctx, n.sys.Definition().Name())
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		return fmt.Errorf("schema %s holds %d unfinished orders of an earlier run: drop it or use another -schema",
+			e.db.schema, len(ids))
+	}
+	return nil
+}
+
 // onEvent hands an order's end to the client waiting for it. Order IDs are
-// "<order>.<client>".
-func (e *engine) onEvent(ev saga.Event) {
+// "<prefix><order>.<client>".
+func (e *engine) onEvent(n *node, ev saga.Event) {
 	var oc outcome
 	switch ev.Type {
 	case saga.EventSagaCompleted:
@@ -394,18 +518,24 @@ func (e *engine) onEvent(ev saga.Event) {
 	default:
 		return
 	}
-	_, client, _ := strings.Cut(ev.SagaID, ".")
+	id, ours := strings.CutPrefix(ev.SagaID, e.prefix)
+	if !ours {
+		return
+	}
+	_, client, _ := strings.Cut(id, ".")
 	c, err := strconv.Atoi(client)
 	if err != nil || c < 0 || c >= len(e.waiting) {
 		return
 	}
+	n.ran.Add(1)
 	e.waiting[c] <- oc
 }
 
 func (e *engine) run(ctx context.Context, client, i int) outcome {
 	req, _ := request(i, e.rate)
-	req.OrderID = strconv.Itoa(i) + "." + strconv.Itoa(client)
-	if _, err := e.sys.ProcessOrder(ctx, req); err != nil {
+	req.OrderID = e.prefix + strconv.Itoa(i) + "." + strconv.Itoa(client)
+	rc, err := e.nodes[i%len(e.nodes)].sys.ProcessOrder(ctx, req)
+	if err != nil || rc.Duplicate {
 		return pending
 	}
 	select {
@@ -416,16 +546,32 @@ func (e *engine) run(ctx context.Context, client, i int) outcome {
 	}
 }
 
+// close stops the coordinators, then closes the stores and pools, removes
+// a temporary journal and drops a schema of the run's own.
 func (e *engine) close() error {
 	var err error
-	if e.sys != nil {
-		err = e.sys.Shutdown(context.Background())
+	for _, n := range e.nodes {
+		if n.sys != nil {
+			err = errors.Join(err, n.sys.Shutdown(context.Background()))
+		}
 	}
-	if e.store != nil {
-		err = errors.Join(err, e.store.Close())
+	for _, n := range e.nodes {
+		if n.store != nil {
+			err = errors.Join(err, n.store.Close())
+		}
+		if n.pool != nil {
+			err = errors.Join(err, n.pool.Close())
+		}
 	}
 	if e.dir != "" {
 		err = errors.Join(err, os.RemoveAll(e.dir))
+	}
+	if e.db != nil {
+		dropped, dbErr := e.db.close()
+		err = errors.Join(err, dbErr)
+		if e.pg != nil {
+			e.pg.SchemaDropped = dropped
+		}
 	}
 	return err
 }

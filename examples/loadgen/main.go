@@ -6,10 +6,27 @@
 //	go run ./examples/loadgen                       # 100,000 orders, 1,000 at a time, memory store
 //	go run ./examples/loadgen -engine bare          # the floor: the same service calls, no engine
 //	go run ./examples/loadgen -store journal -json  # every acknowledgement fsynced
+//	go run ./examples/loadgen -store postgres -dsn postgres://postgres@127.0.0.1:5432/test -coordinators 3
 //
 // With the journal the engine gets a worker per order in flight
 // (-workers): every step waits for an fsync, and the orders waiting should
 // share one rather than queue for a worker.
+//
+// With -store postgres the orders run on saga/pgstore. An order's
+// creation and every step it records wait for a round trip to the
+// database (the store writes the steps of many orders in one statement),
+// so there too each order in flight gets a worker. -coordinators N runs N
+// coordinators in this process, standing in for N replicas of a service:
+// each has its own connection pool (-pool, 16 connections by default), its
+// own pgstore.Store (its own node) and its own orderflow System with its
+// own services, whose books are checked on their own; the orders go to
+// them in turn. They share a fresh schema, dropped at the end, or the one
+// given with -schema, which is kept. Before the orders, the run measures
+// the database's own single-row commit rate for -raw-time (2s): as many
+// goroutines as orders in flight, at most one per connection, each
+// committing one-row INSERTs into a scratch table. It reports that rate
+// and the ratio of orders/s to it, so that the orders' throughput can be
+// judged against what the database itself does.
 package main
 
 import (
@@ -20,14 +37,24 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// An interrupt stops the orders; the run still cleans up (and drops
+	// its PostgreSQL schema) and reports the orders it did not finish.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 		}
@@ -37,17 +64,25 @@ func main() {
 
 // options are the command line.
 type options struct {
-	orders      int
-	concurrency int
-	workers     int
-	store       string
-	dir         string
-	failRate    float64
-	engine      string
-	json        bool
-	cpuProfile  string
-	memProfile  string
+	orders       int
+	concurrency  int
+	workers      int
+	store        string
+	dir          string
+	dsn          string
+	schema       string
+	coordinators int
+	pool         int
+	rawTime      time.Duration
+	failRate     float64
+	engine       string
+	json         bool
+	cpuProfile   string
+	memProfile   string
 }
+
+// schemaName is what pgstore accepts as a schema name.
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 func parse(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -55,9 +90,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.orders, "orders", 100_000, "orders to run")
 	fs.IntVar(&o.concurrency, "concurrency", 1_000, "orders in flight at once")
-	fs.IntVar(&o.workers, "workers", 0, "engine workers (default: one per order in flight with the journal, the engine's default otherwise)")
-	fs.StringVar(&o.store, "store", "memory", "store: memory or journal")
+	fs.IntVar(&o.workers, "workers", 0, "engine workers per coordinator (default: one per order in flight with the journal or PostgreSQL, the engine's default otherwise)")
+	fs.StringVar(&o.store, "store", "memory", "store: memory, journal or postgres")
 	fs.StringVar(&o.dir, "dir", "", "journal directory (default: a temporary one, removed afterwards)")
+	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL URL, with -store postgres (e.g. postgres://postgres@127.0.0.1:5432/test)")
+	fs.StringVar(&o.schema, "schema", "", "PostgreSQL schema, kept afterwards (default: a fresh one, dropped afterwards)")
+	fs.IntVar(&o.coordinators, "coordinators", 1, "coordinators sharing the database, each with its own pool, store and services, with -store postgres")
+	fs.IntVar(&o.pool, "pool", 16, "PostgreSQL connections per coordinator")
+	fs.DurationVar(&o.rawTime, "raw-time", 2*time.Second, "how long to measure PostgreSQL's single-row commit rate before the orders")
 	fs.Float64Var(&o.failRate, "fail-rate", 0.1, "fraction of orders that fail at shipping and compensate")
 	fs.StringVar(&o.engine, "engine", "sagaflow", "engine: sagaflow, or bare for plain goroutines")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
@@ -66,6 +106,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	pg := o.store == "postgres" && o.engine == "sagaflow"
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -75,12 +118,26 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-concurrency must be positive")
 	case o.workers < 0:
 		return o, errors.New("-workers must not be negative")
-	case o.store != "memory" && o.store != "journal":
-		return o, fmt.Errorf("-store must be memory or journal, not %q", o.store)
+	case o.store != "memory" && o.store != "journal" && o.store != "postgres":
+		return o, fmt.Errorf("-store must be memory, journal or postgres, not %q", o.store)
 	case o.engine != "sagaflow" && o.engine != "bare":
 		return o, fmt.Errorf("-engine must be sagaflow or bare, not %q", o.engine)
 	case o.failRate < 0 || o.failRate > 1:
 		return o, errors.New("-fail-rate must be between 0 and 1")
+	case o.coordinators < 1:
+		return o, fmt.Errorf("-coordinators must be at least 1, not %d", o.coordinators)
+	case o.coordinators > 1 && !pg:
+		return o, errors.New("-coordinators above 1 needs -store postgres (and the sagaflow engine): only PostgreSQL shares orders between coordinators")
+	case pg && o.dsn == "":
+		return o, errors.New("-store postgres needs -dsn, the database's URL (e.g. postgres://postgres@127.0.0.1:5432/test)")
+	case !pg && (set["dsn"] || set["schema"] || set["pool"] || set["raw-time"]):
+		return o, errors.New("-dsn, -schema, -pool and -raw-time go with -store postgres and the sagaflow engine")
+	case o.schema != "" && !schemaName.MatchString(o.schema):
+		return o, fmt.Errorf("-schema %q: want lower-case letters, digits and _, starting with a letter or _", o.schema)
+	case o.pool < 1:
+		return o, fmt.Errorf("-pool must be at least 1, not %d", o.pool)
+	case o.rawTime <= 0:
+		return o, errors.New("-raw-time must be positive")
 	}
 	return o, nil
 }
@@ -138,21 +195,41 @@ func printTable(w io.Writer, r result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "engine\t%s\n", r.Engine)
 	fmt.Fprintf(tw, "store\t%s\n", r.Store)
+	each := ""
+	if r.Coordinators > 1 {
+		each = fmt.Sprintf(" each, on %d coordinators", r.Coordinators)
+	}
 	switch {
 	case r.Workers > 0:
-		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers)\n", r.Orders, r.Concurrency, r.Workers)
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers%s)\n", r.Orders, r.Concurrency, r.Workers, each)
 	case r.Engine == "bare":
 		fmt.Fprintf(tw, "orders\t%d (concurrency %d)\n", r.Orders, r.Concurrency)
 	default:
-		fmt.Fprintf(tw, "orders\t%d (concurrency %d, the engine's default workers)\n", r.Orders, r.Concurrency)
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, the engine's default workers%s)\n", r.Orders, r.Concurrency, each)
 	}
 	fmt.Fprintf(tw, "outcome\t%d completed, %d failed, %d stuck, %d lost\n", r.Completed, r.Failed, r.Stuck, r.Lost)
+	if r.Coordinators > 1 {
+		ran := make([]string, len(r.PerCoordinator))
+		for k, n := range r.PerCoordinator {
+			ran[k] = strconv.Itoa(n)
+		}
+		fmt.Fprintf(tw, "per coordinator\t%s orders\n", strings.Join(ran, ", "))
+	}
 	fmt.Fprintf(tw, "throughput\t%.0f orders/s (%.2fs)\n", r.OrdersPerSec, r.ElapsedSec)
 	fmt.Fprintf(tw, "latency\tp50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
 	fmt.Fprintf(tw, "peak heap\t%.1f MB\n", r.PeakHeapMB)
 	if j := r.Journal; j != nil {
 		fmt.Fprintf(tw, "journal\t%d records, %d fsyncs (%.1f records each), %.1f MB written\n",
 			j.Records, j.Fsyncs, j.RecordsPerSync, j.MB)
+	}
+	if pg := r.Postgres; pg != nil {
+		kept := "kept"
+		if pg.SchemaDropped {
+			kept = "dropped"
+		}
+		fmt.Fprintf(tw, "postgres\tschema %s (%s), %d connections per coordinator\n", pg.Schema, kept, pg.Pool)
+		fmt.Fprintf(tw, "raw commits\t%.0f single-row commits/s (%d goroutines, %.2fs); orders/s ÷ commits/s = %.3f\n",
+			pg.RawCommitsPerSec, pg.RawConcurrency, pg.RawSec, pg.OrdersPerRawCommit)
 	}
 	fmt.Fprintf(tw, "runtime\t%s, GOMAXPROCS %d\n", r.GoVersion, r.GOMAXPROCS)
 	tw.Flush()

@@ -3,12 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/sagaflow/sagaflow/orderflow"
+	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/pgstore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -57,7 +69,7 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 func TestVerifyCatchesWrongOutcomesAndBooks(t *testing.T) {
 	t.Parallel()
 	o := options{orders: 100, failRate: 0.1}
-	svc := newServices(o.orders)
+	svc := newServices(o.orders, o.keepKeys())
 	outcomes := make([]outcome, o.orders)
 	for i := range outcomes {
 		outcomes[i] = completed
@@ -65,13 +77,43 @@ func TestVerifyCatchesWrongOutcomesAndBooks(t *testing.T) {
 			outcomes[i] = failed
 		}
 	}
-	problems := verify(o, svc, outcomes)
+	problems := verify(o, []*services{svc}, outcomes, time.Millisecond)
 	require.NotEmpty(t, problems, "the books show no charge for orders said to be completed")
 	assert.Contains(t, problems[0], "credit in use")
 
 	outcomes[3] = pending
-	problems = verify(o, svc, outcomes)
+	problems = verify(o, []*services{svc}, outcomes, time.Millisecond)
 	assert.Contains(t, problems[0], "order 3 ended lost, want completed")
+
+	// With two coordinators each one's books are checked on their own:
+	// order i ran on coordinator i mod 2.
+	outcomes[3] = completed
+	svcs := []*services{newServices(o.orders, o.keepKeys()), newServices(o.orders, o.keepKeys())}
+	req, _ := request(0, o.failRate)
+	_, err := svcs[1].payment.Charge(t.Context(), orderflow.ChargeRequest{
+		Key: "0/payment", OrderID: "0", Customer: req.Customer, Amount: req.Items[0].Subtotal(),
+	})
+	require.NoError(t, err)
+	problems = verify(o, svcs, outcomes, time.Millisecond)
+	require.NotEmpty(t, problems)
+	assert.Equal(t, "coordinator 1: c0@example.com has 0.00 of credit in use, want 5.97", problems[0])
+	assert.Contains(t, problems, "coordinator 2: c0@example.com has 1.99 of credit in use, want 0.00")
+
+	// Books that do not balance after an order outlived the services'
+	// memory of keys get the likely reason.
+	problems = verify(o, svcs, outcomes, 2500*time.Millisecond)
+	assert.Equal(t, "the slowest order took 2.5s, and the services remember keys for 2s: undos that came later found nothing to undo",
+		problems[len(problems)-1])
+	assert.Empty(t, verify(o, []*services{svc}, outcomes[:0], time.Hour), "books that balance need no reason")
+}
+
+func TestServicesRememberKeysLongerOnPostgres(t *testing.T) {
+	t.Parallel()
+	for store, want := range map[string]time.Duration{
+		"memory": 2 * time.Second, "journal": 2 * time.Second, "postgres": time.Minute,
+	} {
+		assert.Equal(t, want, options{store: store}.keepKeys(), store)
+	}
 }
 
 func TestBadFlags(t *testing.T) {
@@ -84,4 +126,183 @@ func TestBadFlags(t *testing.T) {
 		assert.Error(t, run(context.Background(), args, &stdout, &stderr), "%v", args)
 		assert.Empty(t, stdout.String(), "%v", args)
 	}
+	pg := []string{"-store", "postgres", "-dsn", "postgres://nobody@127.0.0.1:1/none"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store", "postgres"}, "-store postgres needs -dsn"},
+		{[]string{"-coordinators", "3"}, "-coordinators above 1 needs -store postgres"},
+		{[]string{"-coordinators", "2", "-store", "journal"}, "-coordinators above 1 needs -store postgres"},
+		{append([]string{"-coordinators", "2", "-engine", "bare"}, pg...), "-coordinators above 1 needs -store postgres"},
+		{append([]string{"-coordinators", "0"}, pg...), "-coordinators must be at least 1, not 0"},
+		{append([]string{"-coordinators", "-2"}, pg...), "-coordinators must be at least 1, not -2"},
+		{[]string{"-coordinators", "many"}, "invalid value"},
+		{[]string{"-dsn", "postgres://x"}, "-dsn, -schema, -pool and -raw-time go with -store postgres"},
+		{[]string{"-store", "journal", "-schema", "s"}, "-dsn, -schema, -pool and -raw-time go with -store postgres"},
+		{append([]string{"-schema", "Bad-Name"}, pg...), `-schema "Bad-Name"`},
+		{append([]string{"-pool", "0"}, pg...), "-pool must be at least 1"},
+		{append([]string{"-raw-time", "0s"}, pg...), "-raw-time must be positive"},
+	} {
+		var stdout, stderr bytes.Buffer
+		assert.ErrorContains(t, run(context.Background(), tc.args, &stdout, &stderr), tc.want, "%v", tc.args)
+		assert.Empty(t, stdout.String(), "%v", tc.args)
+	}
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-store", "postgres", "-dsn", "postgres://nobody@127.0.0.1:1/none"}, &stdout, &stderr)
+	assert.ErrorContains(t, err, "connect to PostgreSQL")
+	assert.Empty(t, stdout.String())
+}
+
+// The PostgreSQL runs use the database at SAGAFLOW_TEST_POSTGRES_URL.
+// Without it they skip, unless SAGAFLOW_REQUIRE_POSTGRES is set (as CI
+// does), which makes that a failure.
+const (
+	urlVar     = "SAGAFLOW_TEST_POSTGRES_URL"
+	requireVar = "SAGAFLOW_REQUIRE_POSTGRES"
+)
+
+// testDatabase returns the test database's URL and a pool to it, closed at the
+// end of the test.
+func testDatabase(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	url := os.Getenv(urlVar)
+	if url == "" {
+		if os.Getenv(requireVar) != "" {
+			t.Fatalf("%s is set but %s is empty: no PostgreSQL to test against", requireVar, urlVar)
+		}
+		t.Skipf("PostgreSQL runs need %s (e.g. postgres://postgres@127.0.0.1:5432/test)", urlVar)
+	}
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	require.NoError(t, db.PingContext(t.Context()), "connect to %s", url)
+	return url, db
+}
+
+// schemaExists reports whether the database has the schema.
+func schemaExists(t *testing.T, db *sql.DB, schema string) bool {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, schema).Scan(&n))
+	return n > 0
+}
+
+func TestSmallLoadOnPostgres(t *testing.T) {
+	t.Parallel()
+	url, db := testDatabase(t)
+	for _, coordinators := range []int{1, 3} {
+		t.Run(fmt.Sprintf("coordinators=%d", coordinators), func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			args := []string{"-json", "-store", "postgres", "-dsn", url, "-orders", "500", "-concurrency", "50",
+				"-coordinators", strconv.Itoa(coordinators), "-pool", "4", "-raw-time", "200ms"}
+			require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
+
+			var got struct {
+				Store          string  `json:"store"`
+				Orders         int     `json:"orders"`
+				Workers        int     `json:"workers"`
+				Completed      int     `json:"completed"`
+				Failed         int     `json:"failed"`
+				Stuck          int     `json:"stuck"`
+				Lost           int     `json:"lost"`
+				Verified       bool    `json:"verified"`
+				OrdersPerSec   float64 `json:"orders_per_sec"`
+				P50Ms          float64 `json:"p50_ms"`
+				P99Ms          float64 `json:"p99_ms"`
+				Coordinators   int     `json:"coordinators"`
+				PerCoordinator []int   `json:"per_coordinator"`
+				Postgres       *struct {
+					Schema             string  `json:"schema"`
+					SchemaDropped      bool    `json:"schema_dropped"`
+					Pool               int     `json:"pool"`
+					RawConcurrency     int     `json:"raw_concurrency"`
+					RawCommits         int     `json:"raw_commits"`
+					RawCommitsPerSec   float64 `json:"raw_commits_per_sec"`
+					OrdersPerRawCommit float64 `json:"orders_per_raw_commit"`
+				} `json:"postgres"`
+			}
+			dec := json.NewDecoder(&stdout)
+			require.NoError(t, dec.Decode(&got))
+			assert.False(t, dec.More(), "exactly one JSON object")
+			assert.Equal(t, "postgres", got.Store)
+			assert.Equal(t, 500, got.Orders)
+			assert.Equal(t, 50, got.Workers, "a worker per order in flight")
+			assert.Equal(t, 450, got.Completed)
+			assert.Equal(t, 50, got.Failed)
+			assert.Zero(t, got.Stuck)
+			assert.Zero(t, got.Lost)
+			assert.True(t, got.Verified)
+			assert.Greater(t, got.OrdersPerSec, 0.0)
+			assert.LessOrEqual(t, got.P50Ms, got.P99Ms)
+
+			assert.Equal(t, coordinators, got.Coordinators)
+			require.Len(t, got.PerCoordinator, coordinators)
+			sum := 0
+			for k, n := range got.PerCoordinator {
+				assert.Positive(t, n, "coordinator %d ran no order", k+1)
+				sum += n
+			}
+			assert.Equal(t, 500, sum)
+
+			pg := got.Postgres
+			require.NotNil(t, pg)
+			assert.Regexp(t, `^loadgen_[0-9a-f]{8}$`, pg.Schema)
+			assert.True(t, pg.SchemaDropped)
+			assert.False(t, schemaExists(t, db, pg.Schema), "schema %s left behind", pg.Schema)
+			assert.Equal(t, 4, pg.Pool)
+			assert.Equal(t, min(50, 4*coordinators), pg.RawConcurrency)
+			assert.Positive(t, pg.RawCommits)
+			assert.Greater(t, pg.RawCommitsPerSec, 0.0)
+			assert.InDelta(t, got.OrdersPerSec/pg.RawCommitsPerSec, pg.OrdersPerRawCommit, 1e-9)
+		})
+	}
+}
+
+func TestPostgresKeepsAGivenSchema(t *testing.T) {
+	t.Parallel()
+	url, db := testDatabase(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	schema := "loadgen_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		_, err := db.ExecContext(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`)
+		assert.NoError(t, err)
+	})
+	args := []string{"-json", "-store", "postgres", "-dsn", url, "-schema", schema,
+		"-orders", "100", "-concurrency", "10", "-pool", "2", "-raw-time", "100ms"}
+	for range 2 { // the second run finds the first's orders, all finished
+		var stdout, stderr bytes.Buffer
+		require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
+		var got struct {
+			Completed int `json:"completed"`
+			Postgres  struct {
+				Schema        string `json:"schema"`
+				SchemaDropped bool   `json:"schema_dropped"`
+			} `json:"postgres"`
+		}
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &got))
+		assert.Equal(t, 90, got.Completed)
+		assert.Equal(t, schema, got.Postgres.Schema)
+		assert.False(t, got.Postgres.SchemaDropped)
+		assert.True(t, schemaExists(t, db, schema))
+	}
+
+	// An unfinished order in the schema would run against this run's
+	// services and unbalance their books: the run refuses to start.
+	store, err := pgstore.Open(t.Context(), db, pgstore.Options{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, store.Create(t.Context(), []saga.Event{{
+		SagaID: "left-over", Run: "r", Seq: 1, Type: saga.EventSagaStarted, Definition: orderflow.SagaName, State: []byte(`{}`),
+	}}))
+	require.NoError(t, store.Close())
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), args, &stdout, &stderr)
+	assert.ErrorContains(t, err, "schema "+schema+" holds 1 unfinished orders of an earlier run")
+	assert.Empty(t, stdout.String())
 }
