@@ -179,15 +179,14 @@ func (o options) workersOrDefault() int {
 // load runs the orders and verifies the outcome.
 func load(ctx context.Context, o options, stderr io.Writer) (result, []string, error) {
 	clk := clock.Real()
-	svcs := make([]*services, o.coordinators) // each coordinator's own
-	for k := range svcs {
-		svcs[k] = newServices(o.orders, o.keepKeys())
-	}
+	// One set of services for every coordinator, as replicas of a
+	// service share its downstream services: an order may run on any.
+	svc := newServices(o.orders, o.keepKeys())
 	var r runner
 	var err error
 	if o.engine == "bare" {
-		r = &bare{svc: svcs[0], rate: o.failRate}
-	} else if r, err = newEngine(ctx, o, clk, svcs); err != nil {
+		r = &bare{svc: svc, rate: o.failRate}
+	} else if r, err = newEngine(ctx, o, clk, svc); err != nil {
 		return result{}, nil, err
 	}
 
@@ -263,7 +262,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 			res.Lost++
 		}
 	}
-	problems := verify(o, svcs, outcomes, latency[len(latency)-1])
+	problems := verify(o, svc, outcomes, latency[len(latency)-1])
 	if closeErr != nil {
 		problems = append(problems, "shutdown: "+closeErr.Error())
 	}
@@ -272,21 +271,15 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 }
 
 // verify checks every order's outcome against what it was meant to be,
-// and the books of each coordinator's services (order i ran on svcs[i mod
-// len(svcs)]) against the outcomes: credit in use is the total of the
-// completed orders, stock held is their quantities, and every unit is
-// either held or available. If the books are wrong and the slowest order
-// took longer than the services remember keys, it says so.
-func verify(o options, svcs []*services, outcomes []outcome, slowest time.Duration) []string {
+// and the services' books against the outcomes: credit in use is the
+// total of the completed orders, stock held is their quantities, and every
+// unit is either held or available. If the books are wrong and the slowest
+// order took longer than the services remember keys, it says so.
+func verify(o options, svc *services, outcomes []outcome, slowest time.Duration) []string {
 	var problems []string
-	wantUsed := make([]map[string]orderflow.Money, len(svcs))
-	wantHeld := make([][]int, len(svcs))
-	for k := range svcs {
-		wantUsed[k], wantHeld[k] = map[string]orderflow.Money{}, make([]int, products)
-	}
+	wantUsed, wantHeld := map[string]orderflow.Money{}, make([]int, products)
 	wrong := 0
 	for i, oc := range outcomes {
-		k := i % len(svcs)
 		req, fails := request(i, o.failRate)
 		want := completed
 		if fails {
@@ -302,31 +295,25 @@ func verify(o options, svcs []*services, outcomes []outcome, slowest time.Durati
 			continue
 		}
 		for _, it := range req.Items {
-			wantUsed[k][req.Customer.Email] += it.Subtotal()
+			wantUsed[req.Customer.Email] += it.Subtotal()
 			p, _ := strconv.Atoi(strings.TrimPrefix(it.Name, "product-"))
-			wantHeld[k][p] += it.Quantity
+			wantHeld[p] += it.Quantity
 		}
 	}
 	if wrong > 5 {
 		problems = append(problems, fmt.Sprintf("… %d orders ended wrong in all", wrong))
 	}
-	for k, svc := range svcs {
-		at := ""
-		if len(svcs) > 1 {
-			at = fmt.Sprintf("coordinator %d: ", k+1)
+	for c := range customers {
+		email := "c" + strconv.Itoa(c) + "@example.com"
+		if _, used := svc.payment.Credit(email); used != wantUsed[email] {
+			problems = append(problems, fmt.Sprintf("%s has %v of credit in use, want %v", email, used, wantUsed[email]))
 		}
-		for c := range customers {
-			email := "c" + strconv.Itoa(c) + "@example.com"
-			if _, used := svc.payment.Credit(email); used != wantUsed[k][email] {
-				problems = append(problems, fmt.Sprintf("%s%s has %v of credit in use, want %v", at, email, used, wantUsed[k][email]))
-			}
-		}
-		for p := range products {
-			available, held := svc.inventory.Stock(product(p))
-			if held != wantHeld[k][p] || available+held != svc.stock {
-				problems = append(problems, fmt.Sprintf("%s%s: %d available and %d held, want %d held of %d",
-					at, product(p), available, held, wantHeld[k][p], svc.stock))
-			}
+	}
+	for p := range products {
+		available, held := svc.inventory.Stock(product(p))
+		if held != wantHeld[p] || available+held != svc.stock {
+			problems = append(problems, fmt.Sprintf("%s: %d available and %d held, want %d held of %d",
+				product(p), available, held, wantHeld[p], svc.stock))
 		}
 	}
 	if keep := o.keepKeys(); len(problems) > 0 && slowest >= keep {
@@ -385,23 +372,21 @@ type engine struct {
 	rate    float64
 }
 
-// node is one coordinator: its System, store and services, and with
-// PostgreSQL its own connection pool, as one replica of a service would
-// have.
+// node is one coordinator: its System and store, and with PostgreSQL its
+// own connection pool, as one replica of a service would have.
 type node struct {
 	sys   *orderflow.System
 	store saga.Store
-	svc   *services
 	pool  *sql.DB
 	ran   atomic.Int64 // orders that ended here
 }
 
-func newEngine(ctx context.Context, o options, clk clock.Clock, svcs []*services) (*engine, error) {
+func newEngine(ctx context.Context, o options, clk clock.Clock, svc *services) (*engine, error) {
 	e := &engine{waiting: make([]chan outcome, o.concurrency), rate: o.failRate}
 	for c := range e.waiting {
 		e.waiting[c] = make(chan outcome, 1)
 	}
-	if err := e.open(ctx, o, clk, svcs); err != nil {
+	if err := e.open(ctx, o, clk, svc); err != nil {
 		return nil, errors.Join(err, e.close())
 	}
 	return e, nil
@@ -409,7 +394,7 @@ func newEngine(ctx context.Context, o options, clk clock.Clock, svcs []*services
 
 // open opens the stores, measures the database's raw commit rate with
 // PostgreSQL, and starts the coordinators.
-func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svcs []*services) error {
+func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *services) error {
 	var err error
 	if o.store == "postgres" {
 		if e.db, err = openDatabase(ctx, o); err != nil {
@@ -422,7 +407,7 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svcs []*s
 		e.prefix = hex.EncodeToString(b[:]) + "-"
 	}
 	for k := range o.coordinators {
-		n := &node{svc: svcs[k]}
+		n := &node{}
 		e.nodes = append(e.nodes, n)
 		switch o.store {
 		case "memory":
@@ -458,9 +443,9 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svcs []*s
 				WaitForCapacity: true,
 				Hooks:           saga.Hooks{OnEvent: func(ev saga.Event) { e.onEvent(n, ev) }},
 			},
-			Payment:   n.svc.payment,
-			Inventory: n.svc.inventory,
-			Shipping:  n.svc.shipping,
+			Payment:   svc.payment,
+			Inventory: svc.inventory,
+			Shipping:  svc.shipping,
 		})
 		if err != nil {
 			return err

@@ -18,9 +18,10 @@
 // so there too each order in flight gets a worker. -coordinators N runs N
 // coordinators in this process, standing in for N replicas of a service:
 // each has its own connection pool (-pool, 16 connections by default), its
-// own pgstore.Store (its own node) and its own orderflow System with its
-// own services, whose books are checked on their own; the orders go to
-// them in turn. They share a fresh schema, dropped at the end, or the one
+// own pgstore.Store (its own node) and its own orderflow System; they call
+// one set of services, as replicas share their downstream services, since
+// a coordinator may hand an order to another (see pgstore). The orders go
+// to them in turn. They share a fresh schema, dropped at the end, or the one
 // given with -schema, which is kept. Before the orders, the run measures
 // the database's own single-row commit rate for -raw-time (2s): as many
 // goroutines as orders in flight, at most one per connection, each

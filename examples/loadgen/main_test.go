@@ -77,34 +77,21 @@ func TestVerifyCatchesWrongOutcomesAndBooks(t *testing.T) {
 			outcomes[i] = failed
 		}
 	}
-	problems := verify(o, []*services{svc}, outcomes, time.Millisecond)
+	problems := verify(o, svc, outcomes, time.Millisecond)
 	require.NotEmpty(t, problems, "the books show no charge for orders said to be completed")
 	assert.Contains(t, problems[0], "credit in use")
 
 	outcomes[3] = pending
-	problems = verify(o, []*services{svc}, outcomes, time.Millisecond)
+	problems = verify(o, svc, outcomes, time.Millisecond)
 	assert.Contains(t, problems[0], "order 3 ended lost, want completed")
 
-	// With two coordinators each one's books are checked on their own:
-	// order i ran on coordinator i mod 2.
 	outcomes[3] = completed
-	svcs := []*services{newServices(o.orders, o.keepKeys()), newServices(o.orders, o.keepKeys())}
-	req, _ := request(0, o.failRate)
-	_, err := svcs[1].payment.Charge(t.Context(), orderflow.ChargeRequest{
-		Key: "0/payment", OrderID: "0", Customer: req.Customer, Amount: req.Items[0].Subtotal(),
-	})
-	require.NoError(t, err)
-	problems = verify(o, svcs, outcomes, time.Millisecond)
-	require.NotEmpty(t, problems)
-	assert.Equal(t, "coordinator 1: c0@example.com has 0.00 of credit in use, want 5.97", problems[0])
-	assert.Contains(t, problems, "coordinator 2: c0@example.com has 1.99 of credit in use, want 0.00")
-
 	// Books that do not balance after an order outlived the services'
 	// memory of keys get the likely reason.
-	problems = verify(o, svcs, outcomes, 2500*time.Millisecond)
+	problems = verify(o, svc, outcomes, 2500*time.Millisecond)
 	assert.Equal(t, "the slowest order took 2.5s, and the services remember keys for 2s: undos that came later found nothing to undo",
 		problems[len(problems)-1])
-	assert.Empty(t, verify(o, []*services{svc}, outcomes[:0], time.Hour), "books that balance need no reason")
+	assert.Empty(t, verify(o, svc, outcomes[:0], time.Hour), "books that balance need no reason")
 }
 
 func TestServicesRememberKeysLongerOnPostgres(t *testing.T) {
