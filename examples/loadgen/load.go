@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -402,9 +400,7 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *serv
 		}
 		// Order IDs of this run only: a schema given with -schema may
 		// hold an earlier run's.
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		e.prefix = hex.EncodeToString(b[:]) + "-"
+		e.prefix = e.db.run + "-"
 	}
 	for k := range o.coordinators {
 		n := &node{}

@@ -224,7 +224,7 @@ func printTable(w io.Writer, r result) {
 			j.Records, j.Fsyncs, j.RecordsPerSync, j.MB)
 	}
 	if pg := r.Postgres; pg != nil {
-		kept := "kept"
+		kept := "not dropped"
 		if pg.SchemaDropped {
 			kept = "dropped"
 		}

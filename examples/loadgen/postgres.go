@@ -38,6 +38,7 @@ type postgresStats struct {
 // shares, and a pool of its own to create and drop it.
 type database struct {
 	admin  *sql.DB
+	run    string // random, names this run's nodes and orders
 	schema string
 	drop   bool // the schema is this run's own, dropped at close
 }
@@ -49,11 +50,11 @@ func openDatabase(ctx context.Context, o options) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &database{admin: admin, schema: o.schema}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	d := &database{admin: admin, run: hex.EncodeToString(b[:]), schema: o.schema}
 	if d.schema == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		d.schema, d.drop = "loadgen_"+hex.EncodeToString(b[:]), true
+		d.schema, d.drop = "loadgen_"+d.run, true
 	}
 	return d, nil
 }
@@ -84,7 +85,7 @@ func (d *database) openStore(ctx context.Context, o options, k int) (*sql.DB, *p
 	}
 	store, err := pgstore.Open(ctx, db, pgstore.Options{
 		Schema: d.schema,
-		Node:   fmt.Sprintf("%s-%d", d.schema, k+1),
+		Node:   fmt.Sprintf("loadgen-%s-%d", d.run, k+1),
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
