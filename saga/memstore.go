@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,38 +62,61 @@ type memLog struct {
 	id, run    string
 	definition string
 	version    int
-	order      uint64 // creation order, for Unfinished
-	events     []memEvent
+	startAt    time.Time // the first event's At: a saga's deadline
+	order      uint64    // creation order, for Unfinished
 	ended      bool
+	events     []memEvent
+	// first holds the events of a short log, so that a log is one
+	// allocation until it outgrows it.
+	first [memFirst]memEvent
 }
 
-// memEvent is an Event as a memory store keeps it: without what every
-// event of a log shares (saga ID, run, definition and version, which only
-// the first event carries), and with the fields of signals, which few
-// events have, behind a pointer. It is half the size of an Event.
+// memFirst is how many events a log holds before it needs a slice of its
+// own: enough for a saga of four or five steps that completes.
+const memFirst = 12
+
+// memEvent is an Event as a memory store keeps it, in a third of the space:
+// without what every event of a log shares (saga ID, run, definition and
+// version, which only the first event carries), without its sequence
+// number (the log has no gaps, so an event's number is its place in it),
+// and with the fields that few events have behind a pointer.
 type memEvent struct {
-	seq     uint64
-	typ     EventType
-	attempt int
 	time    time.Time
-	at      time.Time
-	step    string
-	err     string
 	state   json.RawMessage
-	signal  *memSignal
+	step    string
+	rare    *memRare // nil for most events
+	attempt int32    // bigAttempt: see rare
+	typ     EventType
 }
 
-type memSignal struct {
-	name, dedupKey string
-	payload        json.RawMessage
+// bigAttempt in memEvent.attempt says that the attempt number does not fit
+// in an int32 and is in memRare.attempt.
+const bigAttempt = math.MinInt32
+
+// memRare holds the fields of an event that few events have: errors,
+// times other than the first event's deadline, and signals.
+type memRare struct {
+	err              string
+	at               time.Time
+	signal, dedupKey string
+	payload          json.RawMessage
+	attempt          int
 }
 
 func (l *memLog) add(events []Event) {
 	for i := range events {
 		e := &events[i]
-		m := memEvent{seq: e.Seq, typ: e.Type, attempt: e.Attempt, time: e.Time, at: e.At, step: e.Step, err: e.Error, state: e.State}
-		if e.Signal != "" || e.DedupKey != "" || e.Payload != nil {
-			m.signal = &memSignal{name: e.Signal, dedupKey: e.DedupKey, payload: e.Payload}
+		m := memEvent{time: e.Time, state: e.State, step: e.Step, attempt: int32(e.Attempt), typ: e.Type}
+		at := e.At
+		if len(l.events) == 0 {
+			l.startAt, at = e.At, time.Time{}
+		}
+		big := int(m.attempt) != e.Attempt || m.attempt == bigAttempt
+		if e.Error != "" || !at.IsZero() || e.Signal != "" || e.DedupKey != "" || e.Payload != nil || big {
+			m.rare = &memRare{err: e.Error, at: at, signal: e.Signal, dedupKey: e.DedupKey, payload: e.Payload, attempt: e.Attempt}
+			if big {
+				m.attempt = bigAttempt
+			}
 		}
 		l.events = append(l.events, m)
 	}
@@ -103,14 +127,17 @@ func (l *memLog) load() []Event {
 	for i := range l.events {
 		m := &l.events[i]
 		e := &out[i]
-		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, m.seq, m.typ, m.time
-		e.Step, e.Attempt, e.Error, e.At, e.State = m.step, m.attempt, m.err, m.at, m.state
-		if m.signal != nil {
-			e.Signal, e.DedupKey, e.Payload = m.signal.name, m.signal.dedupKey, m.signal.payload
+		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, uint64(i)+1, m.typ, m.time
+		e.Step, e.Attempt, e.State = m.step, int(m.attempt), m.state
+		if r := m.rare; r != nil {
+			e.Error, e.At, e.Signal, e.DedupKey, e.Payload = r.err, r.at, r.signal, r.dedupKey, r.payload
+			if m.attempt == bigAttempt {
+				e.Attempt = r.attempt
+			}
 		}
 	}
 	if len(out) > 0 {
-		out[0].Definition, out[0].Version = l.definition, l.version
+		out[0].Definition, out[0].Version, out[0].At = l.definition, l.version, l.startAt
 	}
 	return out
 }
@@ -150,16 +177,14 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	if err := CheckAppend(id, 0, events); err != nil {
 		return err
 	}
-	// Room for a few steps' worth of events, so that a log grows by
-	// reallocation once or twice rather than at every other append.
 	l := &memLog{
 		id:         id,
 		run:        events[0].Run,
 		definition: events[0].Definition,
 		version:    events[0].Version,
-		events:     make([]memEvent, 0, max(len(events), 12)),
 		ended:      events[len(events)-1].Ends(),
 	}
+	l.events = l.first[:0]
 	l.add(events)
 	sh := s.shard(id)
 	sh.mu.Lock()
@@ -218,7 +243,10 @@ func (s *MemoryStore) retire(id string) {
 	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
 		return
 	}
-	now := s.cfg.Clock.Now()
+	var now time.Time
+	if s.cfg.Retention > 0 { // only retention needs the time
+		now = s.cfg.Clock.Now()
+	}
 	s.finMu.Lock()
 	defer s.finMu.Unlock()
 	s.finished = append(s.finished, finishedEntry{id: id, at: now})
