@@ -17,12 +17,14 @@ import (
 // Done is first called: an action that never waits on its context costs no
 // timer, and many actions (an in-memory call, a quick computation) never
 // do. Err needs no channel: it compares the clock with the deadline, and
-// ends the context when it finds it over, so that Err and Done agree.
+// ends the context when it finds it over, so that Err and Done agree. The
+// attempt's StepInfo lives inside it, so that an attempt costs one
+// allocation.
 type attemptCtx struct {
 	parent   context.Context
 	clock    clock.Clock
 	deadline time.Time
-	step     *stepContext
+	step     stepContext
 
 	mu         sync.Mutex
 	err        error         // why the context ended; nil while it lives
@@ -37,7 +39,7 @@ func (a *attemptCtx) Deadline() (time.Time, bool) { return a.deadline, true }
 
 func (a *attemptCtx) Value(key any) any {
 	if key == (stepContextKey{}) {
-		return a.step
+		return &a.step
 	}
 	return a.parent.Value(key)
 }

@@ -396,7 +396,11 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	if o.idSet && o.id == "" {
 		return "", fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
 	}
-	raw, err := encodeState(&state)
+	// Encode the instance's own copy: encoding state itself would move it
+	// to the heap as well.
+	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
+	inst.state = state
+	raw, err := encodeState(&inst.state)
 	if err == nil && !json.Valid(raw) { // once per instance: a MarshalJSON is trusted after this
 		err = errors.New("MarshalJSON returned invalid JSON")
 	}
@@ -422,13 +426,12 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	if deadline.IsZero() && c.def.timeout > 0 {
 		deadline = now.Add(c.def.timeout)
 	}
-	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
 	inst.id, inst.run = id, c.cfg.NewID()
-	inst.state = state
-	events := []Event{
-		{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
-		{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1},
-	}
+	batch := getBatch()
+	events := append(*batch,
+		Event{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
+		Event{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1})
+	defer putBatch(batch, events)
 
 	inst.mu.Lock()
 	if !c.live.add(id, inst) {
