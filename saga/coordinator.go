@@ -401,7 +401,7 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
 	inst.state = state
 	raw, err := encodeState(&inst.state)
-	if err == nil && !json.Valid(raw) { // once per instance: a MarshalJSON is trusted after this
+	if err == nil && !validJSON(raw) { // once per instance: a MarshalJSON is trusted after this
 		err = errors.New("MarshalJSON returned invalid JSON")
 	}
 	if err != nil {
