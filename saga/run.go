@@ -26,12 +26,17 @@ const storeRetry = time.Second
 func (c *Coordinator[S]) work() {
 	defer c.workers.Done()
 	for {
+		var inst *instance[S]
 		select {
-		case inst := <-c.ready:
-			c.advance(inst)
-		case <-c.quit:
-			return
+		case inst = <-c.ready: // while there is work, without the cost of a select on two channels
+		default:
+			select {
+			case inst = <-c.ready:
+			case <-c.quit:
+				return
+			}
 		}
+		c.advance(inst)
 	}
 }
 
@@ -114,7 +119,12 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 			return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt, earliest(at, deadline), ErrBreakerOpen)
 		}
 	}
-	end, err := c.attempt(inst, i, attempt, now, deadline, false, step.Action, state, payload, hasSignal)
+	var signal *json.RawMessage
+	if hasSignal {
+		p := payload // on the heap only for a step that waited for a signal
+		signal = &p
+	}
+	end, err := c.attempt(inst, i, attempt, now, deadline, false, step.Action, state, signal)
 	if c.runCtx.Err() != nil {
 		return false // abandoned by Shutdown; the log says where to resume
 	}
@@ -217,7 +227,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 			return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt, at, ErrBreakerOpen)
 		}
 	}
-	end, err := c.attempt(inst, j, attempt, now, time.Time{}, true, step.Compensate, state, nil, false)
+	end, err := c.attempt(inst, j, attempt, now, time.Time{}, true, step.Compensate, state, nil)
 	if c.runCtx.Err() != nil {
 		return false
 	}
@@ -290,7 +300,7 @@ func (c *Coordinator[S]) delay(p RetryPolicy, attempt int) time.Duration {
 // step's timeout (and the saga deadline, if given), recovering a panic into
 // a *PanicError. It returns when the attempt ended, on the engine's clock.
 func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaDeadline time.Time, compensating bool,
-	fn Action[S], state *S, payload json.RawMessage, hasSignal bool) (time.Time, error) {
+	fn Action[S], state *S, signal *json.RawMessage) (time.Time, error) {
 	step := &c.def.steps[i]
 	deadline := start.Add(step.Timeout)
 	bySaga := !sagaDeadline.IsZero() && sagaDeadline.Before(deadline)
@@ -305,8 +315,7 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaD
 			IdempotencyKey: inst.key(i),
 			Compensating:   compensating,
 		},
-		payload:   payload,
-		hasSignal: hasSignal,
+		signal: signal,
 	}}
 	err := call(context.Context(ctx), fn, state)
 	var ctxErr error
