@@ -17,18 +17,16 @@ import (
 // it to scan: records sit in chunks of chunkRecords, in the order they were
 // made, with the text they refer to (their keys, and what R keeps as
 // spans) copied into the chunk's bytes; R must hold no pointers. The index
-// maps a hash of each key to its record's number. It is not safe for
-// concurrent use: the service's lock guards it.
+// finds a key's record by a hash of the key. It is not safe for concurrent
+// use: the service's lock guards it.
 type memo[R any] struct {
 	keep    time.Duration // 0: remember forever
 	clock   clock.Clock
 	epoch   time.Time // record times are nanoseconds since then
 	started bool      // epoch is set
 	seed    maphash.Seed
-	mask    uint64 // of the hash's bits the index uses: all but in tests of clashes
-
-	index map[uint64]uint64 // hash of a key -> its record's number
-	clash map[string]uint64 // the keys whose hash another live key has
+	bits    uint32 // of the hash that the index uses: all, but in tests of clashes
+	index   memoIndex
 
 	chunks []*memoChunk[R] // oldest first; chunks[0] holds record base
 	base   uint64          // number of the first record of chunks[0]
@@ -55,7 +53,7 @@ type memoRecord[R any] struct {
 type span struct{ off, n uint32 }
 
 func newMemo[R any](keep time.Duration, clk clock.Clock) memo[R] {
-	return memo[R]{keep: keep, clock: clk, seed: maphash.MakeSeed(), mask: ^uint64(0), index: make(map[uint64]uint64)}
+	return memo[R]{keep: keep, clock: clk, seed: maphash.MakeSeed(), bits: ^uint32(0)}
 }
 
 func (m *memo[R]) record(n uint64) *memoRecord[R] {
@@ -70,14 +68,27 @@ func (m *memo[R]) chunk(n uint64) *memoChunk[R] {
 // find returns the number of the record of key, and false if there is
 // none.
 func (m *memo[R]) find(key string) (uint64, bool) {
-	if n, ok := m.index[maphash.String(m.seed, key)&m.mask]; ok && m.is(n, m.record(n).key, key) {
-		return n, true
+	if len(m.index.slots) == 0 {
+		return 0, false
 	}
-	if len(m.clash) > 0 {
-		n, ok := m.clash[key]
-		return n, ok
+	h := m.hash(maphash.String(m.seed, key))
+	for i := h & m.index.mask; ; i = (i + 1) & m.index.mask {
+		sl := m.index.slots[i]
+		if sl.hash == 0 {
+			return 0, false
+		}
+		if sl.hash == h {
+			if n := m.number(sl.n); m.is(n, m.record(n).key, key) {
+				return n, true
+			}
+		}
 	}
-	return 0, false
+}
+
+// number returns the record number whose low 32 bits are n32: records
+// remembered are fewer than 2^32, so it is the one at or after head.
+func (m *memo[R]) number(n32 uint32) uint64 {
+	return m.head + uint64(n32-uint32(m.head))
 }
 
 // get returns the record of key, or nil. The pointer is valid until the
@@ -113,15 +124,7 @@ func (m *memo[R]) add(key string) (uint64, *R) {
 	m.next++
 	r := m.record(n)
 	*r = memoRecord[R]{at: at, key: m.put(n, key)}
-	h := maphash.String(m.seed, key) & m.mask
-	if _, taken := m.index[h]; taken {
-		if m.clash == nil {
-			m.clash = make(map[string]uint64)
-		}
-		m.clash[key] = n
-	} else {
-		m.index[h] = n
-	}
+	m.index.insert(m.hash(maphash.String(m.seed, key)), uint32(n))
 	return n, &r.val
 }
 
@@ -134,11 +137,7 @@ func (m *memo[R]) forget(before int64) {
 			break
 		}
 		key := m.chunk(m.head).text[r.key.off : r.key.off+r.key.n]
-		if n, ok := m.clash[string(key)]; ok && n == m.head {
-			delete(m.clash, string(key))
-		} else if h := maphash.Bytes(m.seed, key) & m.mask; m.index[h] == m.head {
-			delete(m.index, h)
-		}
+		m.index.remove(m.hash(maphash.Bytes(m.seed, key)), uint32(m.head))
 		m.head++
 		if m.head-m.base == chunkRecords {
 			m.chunks[0] = nil
@@ -190,3 +189,83 @@ func (m *memo[R]) each(fn func(n uint64, key string, r *R)) {
 
 // len returns how many records m remembers.
 func (m *memo[R]) len() int { return int(m.next - m.head) }
+
+// memoIndex is an open-addressing hash table with linear probing from a
+// hash of each key to the low 32 bits of its record's number. Removal
+// shifts the entries that follow back into the hole, so that the table
+// never fills with tombstones as records come and go: a lookup for a key
+// that is not there stops at the first empty slot. Half the slots or more
+// are empty.
+type memoIndex struct {
+	slots []memoSlot // a power of two of them
+	mask  uint32
+	n     int
+}
+
+type memoSlot struct {
+	hash uint32 // 0: empty
+	n    uint32
+}
+
+// hash returns the part of a key's hash h that the index keeps: never 0,
+// which marks an empty slot.
+func (m *memo[R]) hash(h uint64) uint32 {
+	if h := uint32(h) & m.bits; h != 0 {
+		return h
+	}
+	return 1
+}
+
+func (x *memoIndex) insert(h, n uint32) {
+	if 2*(x.n+1) > len(x.slots) {
+		x.grow()
+	}
+	i := h & x.mask
+	for x.slots[i].hash != 0 {
+		i = (i + 1) & x.mask
+	}
+	x.slots[i] = memoSlot{hash: h, n: n}
+	x.n++
+}
+
+func (x *memoIndex) grow() {
+	old := x.slots
+	x.slots = make([]memoSlot, max(1024, 2*len(old)))
+	x.mask = uint32(len(x.slots) - 1)
+	for _, sl := range old {
+		if sl.hash != 0 {
+			i := sl.hash & x.mask
+			for x.slots[i].hash != 0 {
+				i = (i + 1) & x.mask
+			}
+			x.slots[i] = sl
+		}
+	}
+}
+
+// remove removes the entry of record n, whose key hashes to h.
+func (x *memoIndex) remove(h, n uint32) {
+	i := h & x.mask
+	for x.slots[i] != (memoSlot{hash: h, n: n}) {
+		if x.slots[i].hash == 0 {
+			return // not there
+		}
+		i = (i + 1) & x.mask
+	}
+	x.n--
+	// Shift back each entry after the hole that its home slot allows,
+	// until an empty slot ends the run.
+	for j := i; ; {
+		j = (j + 1) & x.mask
+		sl := x.slots[j]
+		if sl.hash == 0 {
+			break
+		}
+		home := sl.hash & x.mask
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			x.slots[i] = sl
+			i = j
+		}
+	}
+	x.slots[i] = memoSlot{}
+}
