@@ -1,8 +1,10 @@
 package saga
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
@@ -65,14 +67,17 @@ type memLog struct {
 	startAt    time.Time // the first event's At: a saga's deadline
 	order      uint64    // creation order, for Unfinished
 	ended      bool
-	events     []memEvent
-	// first holds the events of a short log, so that a log is one
-	// allocation until it outgrows it.
-	first [memFirst]memEvent
+	n          int        // events in the log
+	events     []memEvent // the events of a log that has not ended
+	// packed holds the events of a log that has ended (see pack), in
+	// which the garbage collector has nothing to scan: a store may keep
+	// many more finished logs than running ones. Their times are in loc.
+	packed []byte
+	loc    *time.Location
 }
 
-// memFirst is how many events a log holds before it needs a slice of its
-// own: enough for a saga of four or five steps that completes.
+// memFirst is how many events a new log has room for: enough for a saga of
+// four or five steps that completes.
 const memFirst = 12
 
 // memEvent is an Event as a memory store keeps it, in a third of the space:
@@ -120,9 +125,13 @@ func (l *memLog) add(events []Event) {
 		}
 		l.events = append(l.events, m)
 	}
+	l.n = len(l.events)
 }
 
 func (l *memLog) load() []Event {
+	if l.packed != nil {
+		return l.unpack()
+	}
 	out := make([]Event, len(l.events))
 	for i := range l.events {
 		m := &l.events[i]
@@ -184,8 +193,11 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 		version:    events[0].Version,
 		ended:      events[len(events)-1].Ends(),
 	}
-	l.events = l.first[:0]
+	l.events = make([]memEvent, 0, max(memFirst, len(events)))
 	l.add(events)
+	if l.ended {
+		l.pack()
+	}
 	sh := s.shard(id)
 	sh.mu.Lock()
 	if _, ok := sh.logs[id]; ok {
@@ -219,8 +231,8 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 	case l.ended:
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
-	case uint64(len(l.events)) != expected:
-		n := len(l.events)
+	case uint64(l.n) != expected:
+		n := l.n
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
 	case events[0].Run != l.run:
@@ -230,6 +242,9 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 	l.add(events)
 	l.ended = events[len(events)-1].Ends()
 	ended := l.ended
+	if ended {
+		l.pack()
+	}
 	sh.mu.Unlock()
 	if ended {
 		s.retire(sagaID)
@@ -347,3 +362,133 @@ func (s *MemoryStore) Close() error {
 }
 
 var errStoreClosed = ErrClosed
+
+// pack moves the events of a log that has ended into l.packed, one byte
+// slice without pointers, and lets go of the events and the states they
+// share with the engine. Each event is its type; a byte of flags saying
+// which of step, error, At, State, signal, dedup key and payload it has;
+// its attempt; its time, as Unix seconds and nanoseconds; and the fields
+// its flags name, as lengths and bytes (times as seconds and nanoseconds).
+// Times come back in the location of the log's first event, without a
+// monotonic clock reading; a log whose times are in several locations is
+// left as it is.
+func (l *memLog) pack() {
+	loc := l.events[0].time.Location()
+	b := packScratch.Get().(*[]byte)
+	p := (*b)[:0]
+	for i := range l.events {
+		m := &l.events[i]
+		var r memRare
+		if m.rare != nil {
+			r = *m.rare
+		}
+		at := r.at
+		if i == 0 {
+			at = l.startAt
+		}
+		if m.time.Location() != loc || (!at.IsZero() && at.Location() != loc) {
+			*b = p
+			packScratch.Put(b)
+			return
+		}
+		var flags byte
+		for bit, has := range [...]bool{m.step != "", r.err != "", !at.IsZero(), m.state != nil,
+			r.signal != "", r.dedupKey != "", r.payload != nil} {
+			if has {
+				flags |= 1 << bit
+			}
+		}
+		attempt := int64(m.attempt)
+		if m.attempt == bigAttempt {
+			attempt = int64(r.attempt)
+		}
+		p = append(p, byte(m.typ), flags)
+		p = binary.AppendVarint(p, attempt)
+		p = appendTime(p, m.time)
+		p = appendBytes(p, flags&1 != 0, m.step)
+		p = appendBytes(p, flags&2 != 0, r.err)
+		if flags&4 != 0 {
+			p = appendTime(p, at)
+		}
+		p = appendBytes(p, flags&8 != 0, m.state)
+		p = appendBytes(p, flags&16 != 0, r.signal)
+		p = appendBytes(p, flags&32 != 0, r.dedupKey)
+		p = appendBytes(p, flags&64 != 0, r.payload)
+	}
+	l.packed, l.loc = bytes.Clone(p), loc
+	l.events, l.startAt = nil, time.Time{}
+	if cap(p) <= 64<<10 {
+		*b = p
+		packScratch.Put(b)
+	}
+}
+
+// packScratch holds buffers that logs are packed into before they are
+// copied out at their size.
+var packScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+func appendTime(p []byte, t time.Time) []byte {
+	p = binary.AppendVarint(p, t.Unix())
+	return binary.AppendUvarint(p, uint64(t.Nanosecond()))
+}
+
+func appendBytes[T ~string | ~[]byte](p []byte, has bool, v T) []byte {
+	if !has {
+		return p
+	}
+	p = binary.AppendUvarint(p, uint64(len(v)))
+	return append(p, v...)
+}
+
+// unpack returns the events that pack packed. State and Payload share the
+// packed bytes, which never change, with their capacity cut to their
+// length.
+func (l *memLog) unpack() []Event {
+	out := make([]Event, 0, l.n)
+	loc := l.loc
+	p := l.packed
+	varint := func() int64 {
+		v, k := binary.Varint(p)
+		p = p[k:]
+		return v
+	}
+	uvarint := func() uint64 {
+		v, k := binary.Uvarint(p)
+		p = p[k:]
+		return v
+	}
+	timeOf := func() time.Time {
+		sec := varint()
+		return time.Unix(sec, int64(uvarint())).In(loc)
+	}
+	field := func(has bool) []byte {
+		if !has {
+			return nil
+		}
+		n := uvarint()
+		v := p[:n:n]
+		p = p[n:]
+		return v
+	}
+	for len(p) > 0 {
+		e := Event{SagaID: l.id, Run: l.run, Seq: uint64(len(out)) + 1, Type: EventType(p[0])}
+		flags := p[1]
+		p = p[2:]
+		e.Attempt = int(varint())
+		e.Time = timeOf()
+		e.Step = string(field(flags&1 != 0))
+		e.Error = string(field(flags&2 != 0))
+		if flags&4 != 0 {
+			e.At = timeOf()
+		}
+		e.State = field(flags&8 != 0)
+		e.Signal = string(field(flags&16 != 0))
+		e.DedupKey = string(field(flags&32 != 0))
+		e.Payload = field(flags&64 != 0)
+		out = append(out, e)
+	}
+	if len(out) > 0 {
+		out[0].Definition, out[0].Version = l.definition, l.version
+	}
+	return out
+}
