@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ const storeRetry = time.Second
 
 func (c *Coordinator[S]) work() {
 	defer c.workers.Done()
-	for {
+	for n := 1; ; n++ {
 		var inst *instance[S]
 		select {
 		case inst = <-c.ready: // while there is work, without the cost of a select on two channels
@@ -37,8 +38,22 @@ func (c *Coordinator[S]) work() {
 			}
 		}
 		c.advance(inst)
+		if n%yieldEvery == 0 {
+			runtime.Gosched()
+		}
 	}
 }
+
+// yieldEvery is how many instances a worker advances before it lets other
+// goroutines run. An instance that ends usually wakes a goroutine waiting
+// for it, which the Go scheduler runs only when the worker blocks, or
+// after 10ms; a busy worker that went on from instance to instance kept
+// those goroutines waiting, and while most instances ended in a
+// millisecond or two, a few waited more than 100ms. Yielding every few
+// instances lets them run within microseconds, for a little CPU (loadgen,
+// 100,000 orders: p99 100-145 -> 22 ms at the same rate of orders; up to
+// 8% more CPU per order when other processes crowd the machine).
+const yieldEvery = 4
 
 // advance runs inst until it ends or waits. Only one worker advances an
 // instance at a time: an instance is on the ready queue at most once, and
