@@ -70,9 +70,11 @@ type memLog struct {
 	n          int        // events in the log
 	events     []memEvent // the events of a log that has not ended
 	// packed holds the events of a log that has ended (see pack), in
-	// which the garbage collector has nothing to scan: a store may keep
-	// many more finished logs than running ones. Their times are in loc.
+	// which the garbage collector has nothing to scan (a store may keep
+	// many more finished logs than running ones), but their states, which
+	// are in states. Their times are in loc.
 	packed []byte
+	states []json.RawMessage
 	loc    *time.Location
 }
 
@@ -364,18 +366,26 @@ func (s *MemoryStore) Close() error {
 var errStoreClosed = ErrClosed
 
 // pack moves the events of a log that has ended into l.packed, one byte
-// slice without pointers, and lets go of the events and the states they
-// share with the engine. Each event is its type; a byte of flags saying
-// which of step, error, At, State, signal, dedup key and payload it has;
-// its attempt; its time, as Unix seconds and nanoseconds; and the fields
-// its flags name, as lengths and bytes (times as seconds and nanoseconds).
-// Times come back in the location of the log's first event, without a
-// monotonic clock reading; a log whose times are in several locations is
-// left as it is.
+// slice without pointers, but for their states, which it keeps in
+// l.states: copying them would cost more than the collector's look at one
+// pointer each. Each event is its type; a byte of flags saying which of
+// step, error, At, State, signal, dedup key and payload it has; its
+// attempt; its time, as Unix seconds and nanoseconds; and the fields its
+// flags name, as lengths and bytes (times as seconds and nanoseconds; a
+// state as nothing, being the next of l.states). Times come back in the
+// location of the log's first event, without a monotonic clock reading; a
+// log whose times are in several locations is left as it is.
 func (l *memLog) pack() {
 	loc := l.events[0].time.Location()
 	b := packScratch.Get().(*[]byte)
 	p := (*b)[:0]
+	states := 0
+	for i := range l.events {
+		if l.events[i].state != nil {
+			states++
+		}
+	}
+	kept := make([]json.RawMessage, 0, states)
 	for i := range l.events {
 		m := &l.events[i]
 		var r memRare
@@ -410,12 +420,14 @@ func (l *memLog) pack() {
 		if flags&4 != 0 {
 			p = appendTime(p, at)
 		}
-		p = appendBytes(p, flags&8 != 0, m.state)
+		if flags&8 != 0 {
+			kept = append(kept, m.state)
+		}
 		p = appendBytes(p, flags&16 != 0, r.signal)
 		p = appendBytes(p, flags&32 != 0, r.dedupKey)
 		p = appendBytes(p, flags&64 != 0, r.payload)
 	}
-	l.packed, l.loc = bytes.Clone(p), loc
+	l.packed, l.states, l.loc = bytes.Clone(p), kept, loc
 	l.events, l.startAt = nil, time.Time{}
 	if cap(p) <= 64<<10 {
 		*b = p
@@ -440,13 +452,11 @@ func appendBytes[T ~string | ~[]byte](p []byte, has bool, v T) []byte {
 	return append(p, v...)
 }
 
-// unpack returns the events that pack packed. State and Payload share the
-// packed bytes, which never change, with their capacity cut to their
-// length.
+// unpack returns the events that pack packed. Payload shares the packed
+// bytes, which never change, with its capacity cut to its length.
 func (l *memLog) unpack() []Event {
 	out := make([]Event, 0, l.n)
-	loc := l.loc
-	p := l.packed
+	loc, p, states := l.loc, l.packed, l.states
 	varint := func() int64 {
 		v, k := binary.Varint(p)
 		p = p[k:]
@@ -481,7 +491,9 @@ func (l *memLog) unpack() []Event {
 		if flags&4 != 0 {
 			e.At = timeOf()
 		}
-		e.State = field(flags&8 != 0)
+		if flags&8 != 0 {
+			e.State, states = states[0], states[1:]
+		}
 		e.Signal = string(field(flags&16 != 0))
 		e.DedupKey = string(field(flags&32 != 0))
 		e.Payload = field(flags&64 != 0)
