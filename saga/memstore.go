@@ -195,7 +195,7 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 		version:    events[0].Version,
 		ended:      events[len(events)-1].Ends(),
 	}
-	l.events = make([]memEvent, 0, max(memFirst, len(events)))
+	l.events = newEvents(len(events))
 	l.add(events)
 	if l.ended {
 		l.pack()
@@ -428,11 +428,38 @@ func (l *memLog) pack() {
 		p = appendBytes(p, flags&64 != 0, r.payload)
 	}
 	l.packed, l.states, l.loc = bytes.Clone(p), kept, loc
+	freeEvents(l.events)
 	l.events, l.startAt = nil, time.Time{}
 	if cap(p) <= 64<<10 {
 		*b = p
 		packScratch.Put(b)
 	}
+}
+
+// spareEvents holds the event arrays of packed logs, for new logs: packing
+// copies everything out of them but the states, which it keeps by
+// reference, so a new log can have the array, cleared, instead of
+// allocating one.
+var spareEvents = sync.Pool{New: func() any { return new([memFirst]memEvent) }}
+
+// newEvents returns an empty slice with room for n events, and memFirst at
+// least.
+func newEvents(n int) []memEvent {
+	if n > memFirst {
+		return make([]memEvent, 0, n)
+	}
+	return spareEvents.Get().(*[memFirst]memEvent)[:0]
+}
+
+// freeEvents gives the slice of a packed log to newEvents, if it is one
+// that newEvents made.
+func freeEvents(events []memEvent) {
+	if cap(events) != memFirst {
+		return
+	}
+	a := (*[memFirst]memEvent)(events[:memFirst])
+	clear(a[:])
+	spareEvents.Put(a)
 }
 
 // packScratch holds buffers that logs are packed into before they are
