@@ -39,7 +39,10 @@ type MemoryConfig struct {
 // that instances do not contend. It is not durable: everything is lost with
 // the process. Finished instances can be dropped by a retention policy so
 // that memory stays bounded; a dropped instance is not found any more, and
-// its ID may be started again.
+// its ID may be started again. A finished log is kept packed, in a form
+// the garbage collector need not scan: its events read back with their
+// times in the location of its first event and without monotonic clock
+// readings, as from a durable store.
 type MemoryStore struct {
 	cfg    MemoryConfig
 	seed   maphash.Seed
