@@ -60,3 +60,22 @@ func BenchmarkOrder(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOrderJSON measures the encoding of an order, which the saga
+// stores after every step.
+func BenchmarkOrderJSON(b *testing.B) {
+	o := orderflow.Order{
+		ID:       "0f8fad5b-d9cb-469f-a165-70867728950e",
+		Customer: orderflow.Customer{Name: "Ada Lovelace", Email: "ada@example.com", Address: "12 St James's Square, London"},
+		Items:    []orderflow.Item{{Name: "laptop", Price: 99999, Quantity: 1}, {Name: "mouse", Price: 2500, Quantity: 2}},
+		Total:    104999,
+		Status:   orderflow.StatusInventoryReserved,
+		ChargeID: "CH-000042", ReservationID: "RSV-000042",
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := o.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package orderflow
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -36,8 +37,9 @@ type InventoryService struct {
 	enforce bool
 
 	books[inventoryChange]
-	products     map[string]*stock
-	reservations map[string]*Reservation // by idempotency key
+	products     map[string]int32 // by name: index in stocks
+	stocks       []stock
+	reservations memo[reservationRecord] // by idempotency key
 	n            int
 }
 
@@ -45,6 +47,14 @@ type stock struct {
 	Product
 	limited bool // added with AddProduct; otherwise stock is unlimited
 	held    int  // units in active reservations
+}
+
+// reservationRecord is a Reservation as the service remembers it (see
+// memo). Its items are packed in the memo's bytes by packItem.
+type reservationRecord struct {
+	id, orderID, items span
+	released           bool
+	voided             bool
 }
 
 // Reservation is a reservation as the InventoryService records it.
@@ -70,22 +80,19 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	s := &InventoryService{
+	return &InventoryService{
 		Faults:       Faults{clock: cfg.Clock},
 		enforce:      cfg.EnforceCatalog,
-		books:        books[inventoryChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
-		products:     make(map[string]*stock),
-		reservations: make(map[string]*Reservation),
+		products:     make(map[string]int32),
+		reservations: newMemo[reservationRecord](cfg.KeepFor, cfg.Clock),
 	}
-	s.change = s.apply
-	return s
 }
 
 // OpenInventoryService returns an InventoryService that keeps its state in
 // the file at path, as OpenPaymentService does. Close it when done.
 func OpenInventoryService(path string, cfg InventoryConfig) (*InventoryService, error) {
 	s := NewInventoryService(cfg)
-	if err := s.open(path); err != nil {
+	if err := s.open(path, s.apply); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -94,48 +101,119 @@ func OpenInventoryService(path string, cfg InventoryConfig) (*InventoryService, 
 // inventoryChange is one change of an InventoryService's state, as its
 // file records it.
 type inventoryChange struct {
-	Op          string       `json:"op"` // product, reserve, release, void
-	Product     *Product     `json:"product,omitempty"`
-	Reservation *Reservation `json:"reservation,omitempty"`
-	Key         string       `json:"key,omitempty"`
-	Order       string       `json:"order,omitempty"`
+	Op          string      `json:"op"` // product, reserve, release, void
+	Product     *Product    `json:"product,omitempty"`
+	Reservation Reservation `json:"reservation,omitzero"`
+	Key         string      `json:"key,omitempty"`
+	Order       string      `json:"order,omitempty"`
+}
+
+// commit records c in the file, if there is one, and applies it. It
+// expects s.mu held.
+func (s *InventoryService) commit(c inventoryChange) error {
+	if err := s.record(c); err != nil {
+		return err
+	}
+	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.
 func (s *InventoryService) apply(c inventoryChange) error {
 	switch {
 	case c.Op == "product" && c.Product != nil:
-		st := s.stock(c.Product.Name)
+		st := &s.stocks[s.stock(c.Product.Name)]
 		st.Price, st.Stock, st.limited = c.Product.Price, c.Product.Stock, true
-	case c.Op == "reserve" && c.Reservation != nil && s.reservations[c.Reservation.Key] == nil:
-		r := *c.Reservation
+	case c.Op == "reserve" && c.Reservation.ID != "" && s.reservations.get(c.Reservation.Key) == nil:
+		r := &c.Reservation
+		var buf [64]byte
+		packed := buf[:0]
 		for _, it := range r.Items {
-			st := s.stock(it.Name)
+			i := s.stock(it.Name)
+			st := &s.stocks[i]
 			if st.limited {
 				st.Stock -= it.Quantity
 			}
 			st.held += it.Quantity
+			packed = packItem(packed, i, it)
 		}
 		s.n++
-		s.reservations[r.Key] = &r
-		remember(&s.window, s.reservations, r.Key)
-	case c.Op == "release" && s.reservations[c.Key] != nil && s.reservations[c.Key].ID != "":
-		r := s.reservations[c.Key]
-		r.Released = true
-		for _, it := range r.Items {
-			st := s.stock(it.Name)
+		n, rec := s.reservations.add(r.Key)
+		*rec = reservationRecord{released: r.Released, voided: r.Voided}
+		rec.id, rec.orderID = s.reservations.put(n, r.ID), s.reservations.put(n, r.OrderID)
+		rec.items = s.reservations.putBytes(n, packed)
+	case c.Op == "release" && s.reservations.get(c.Key) != nil && s.reservations.get(c.Key).id.n > 0:
+		n, _ := s.reservations.find(c.Key)
+		r := &s.reservations.record(n).val
+		r.released = true
+		for b := s.reservations.bytes(n, r.items); len(b) > 0; {
+			var i int32
+			var it Item
+			i, it, b = unpackItem(b)
+			st := &s.stocks[i]
 			if st.limited {
 				st.Stock += it.Quantity
 			}
 			st.held -= it.Quantity
 		}
-	case c.Op == "void" && s.reservations[c.Key] == nil:
-		s.reservations[c.Key] = &Reservation{Key: c.Key, OrderID: c.Order, Voided: true}
-		remember(&s.window, s.reservations, c.Key)
+	case c.Op == "void" && s.reservations.get(c.Key) == nil:
+		n, r := s.reservations.add(c.Key)
+		*r = reservationRecord{voided: true}
+		r.orderID = s.reservations.put(n, c.Order)
 	default:
 		return fmt.Errorf("orderflow: inventory change %q does not apply", c.Op)
 	}
 	return nil
+}
+
+// packItem appends an item of a reservation: the index of its product in
+// stocks, its price and its quantity, as varints.
+func packItem(b []byte, product int32, it Item) []byte {
+	b = binary.AppendUvarint(b, uint64(product))
+	b = binary.AppendVarint(b, int64(it.Price))
+	return binary.AppendVarint(b, int64(it.Quantity))
+}
+
+// unpackItem reads an item that packItem wrote, returning the rest of b.
+// Its Name is left for the caller to take from the product.
+func unpackItem(b []byte) (product int32, it Item, rest []byte) {
+	p, k := binary.Uvarint(b)
+	b = b[k:]
+	price, k := binary.Varint(b)
+	b = b[k:]
+	qty, k := binary.Varint(b)
+	return int32(p), Item{Price: Money(price), Quantity: int(qty)}, b[k:]
+}
+
+// sameItems reports whether the items packed in b are items.
+func (s *InventoryService) sameItems(b []byte, items []Item) bool {
+	for _, want := range items {
+		if len(b) == 0 {
+			return false
+		}
+		var i int32
+		var it Item
+		i, it, b = unpackItem(b)
+		if it.Price != want.Price || it.Quantity != want.Quantity || s.stocks[i].Name != want.Name {
+			return false
+		}
+	}
+	return len(b) == 0
+}
+
+// reservation returns the Reservation that record n of the memo holds.
+func (s *InventoryService) reservation(n uint64, key string, r *reservationRecord) Reservation {
+	res := Reservation{
+		ID: s.reservations.str(n, r.id), Key: key, OrderID: s.reservations.str(n, r.orderID),
+		Released: r.released, Voided: r.voided,
+	}
+	for b := s.reservations.bytes(n, r.items); len(b) > 0; {
+		var i int32
+		var it Item
+		i, it, b = unpackItem(b)
+		it.Name = s.stocks[i].Name
+		res.Items = append(res.Items, it)
+	}
+	return res
 }
 
 // AddProduct adds a product to the catalogue, or replaces its price and
@@ -147,15 +225,16 @@ func (s *InventoryService) AddProduct(p Product) error {
 	return s.commit(inventoryChange{Op: "product", Product: &p})
 }
 
-// stock returns the product's entry, creating an unlimited one. It expects
-// s.mu held.
-func (s *InventoryService) stock(name string) *stock {
-	st, ok := s.products[name]
+// stock returns the index of the product's entry, creating an unlimited
+// one. It expects s.mu held.
+func (s *InventoryService) stock(name string) int32 {
+	i, ok := s.products[name]
 	if !ok {
-		st = &stock{Product: Product{Name: name}}
-		s.products[name] = st
+		i = int32(len(s.stocks))
+		s.stocks = append(s.stocks, stock{Product: Product{Name: name}})
+		s.products[name] = i
 	}
-	return st
+	return i
 }
 
 // Product returns a product added with AddProduct, or an error wrapping
@@ -163,8 +242,8 @@ func (s *InventoryService) stock(name string) *stock {
 func (s *InventoryService) Product(_ context.Context, name string) (Product, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st, ok := s.products[name]; ok && st.limited {
-		return st.Product, nil
+	if i, ok := s.products[name]; ok && s.stocks[i].limited {
+		return s.stocks[i].Product, nil
 	}
 	return Product{}, fmt.Errorf("%w: %q", ErrUnknownProduct, name)
 }
@@ -174,14 +253,14 @@ func (s *InventoryService) Product(_ context.Context, name string) (Product, err
 func (s *InventoryService) Stock(name string) (available, held int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.products[name]
+	i, ok := s.products[name]
 	switch {
 	case !ok:
 		return -1, 0
-	case !st.limited:
-		return -1, st.held
+	case !s.stocks[i].limited:
+		return -1, s.stocks[i].held
 	}
-	return st.Stock, st.held
+	return s.stocks[i].Stock, s.stocks[i].held
 }
 
 // Reservations returns every reservation, released or voided, sorted by ID
@@ -189,12 +268,10 @@ func (s *InventoryService) Stock(name string) (available, held int) {
 func (s *InventoryService) Reservations() []Reservation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Reservation, 0, len(s.reservations))
-	for _, r := range s.reservations {
-		c := *r
-		c.Items = slices.Clone(r.Items)
-		out = append(out, c)
-	}
+	out := make([]Reservation, 0, s.reservations.len())
+	s.reservations.each(func(n uint64, key string, r *reservationRecord) {
+		out = append(out, s.reservation(n, key, r))
+	})
 	slices.SortFunc(out, func(a, b Reservation) int {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Key, b.Key))
 	})
@@ -208,37 +285,51 @@ func (s *InventoryService) Reserve(ctx context.Context, req ReserveRequest) (str
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.reservations[req.Key]; ok {
+	if n, ok := s.reservations.find(req.Key); ok {
+		r := &s.reservations.record(n).val
 		switch {
-		case r.Voided || r.Released:
+		case r.voided || r.released:
 			return "", fmt.Errorf("%w: reservation %q", ErrVoided, req.Key)
-		case !slices.Equal(r.Items, req.Items):
+		case !s.sameItems(s.reservations.bytes(n, r.items), req.Items):
 			return "", fmt.Errorf("%w: reservation %q", ErrIdempotencyKeyReused, req.Key)
 		}
-		return r.ID, nil
+		return s.reservations.str(n, r.id), nil
 	}
-	taken := make(map[string]int, len(req.Items)) // by earlier lines of the same product
-	for _, it := range req.Items {
+	var taken map[string]int // by earlier lines of the same product, for long requests
+	if len(req.Items) > 16 {
+		taken = make(map[string]int, len(req.Items))
+	}
+	for k, it := range req.Items {
 		if it.Quantity <= 0 {
 			return "", fmt.Errorf("%w: quantity %d of %q", ErrInvalidOrder, it.Quantity, it.Name)
 		}
-		st, ok := s.products[it.Name]
-		switch {
-		case !ok || !st.limited:
+		i, ok := s.products[it.Name]
+		if !ok || !s.stocks[i].limited {
 			if s.enforce {
 				return "", fmt.Errorf("%w: %q", ErrUnknownProduct, it.Name)
 			}
-		case st.Stock-taken[it.Name] < it.Quantity:
-			return "", fmt.Errorf("%w: %d more of %q wanted, %d available", ErrInsufficientStock, it.Quantity, it.Name, st.Stock-taken[it.Name])
-		default:
+			continue
+		}
+		before := taken[it.Name]
+		if taken == nil {
+			for _, prev := range req.Items[:k] {
+				if prev.Name == it.Name {
+					before += prev.Quantity
+				}
+			}
+		}
+		if available := s.stocks[i].Stock - before; available < it.Quantity {
+			return "", fmt.Errorf("%w: %d more of %q wanted, %d available", ErrInsufficientStock, it.Quantity, it.Name, available)
+		}
+		if taken != nil {
 			taken[it.Name] += it.Quantity
 		}
 	}
-	r := &Reservation{ID: seqID("RSV-", s.n+1), Key: req.Key, OrderID: req.OrderID, Items: slices.Clone(req.Items)}
-	if err := s.commit(inventoryChange{Op: "reserve", Reservation: r}); err != nil {
+	id := seqID("RSV-", s.n+1)
+	if err := s.commit(inventoryChange{Op: "reserve", Reservation: Reservation{ID: id, Key: req.Key, OrderID: req.OrderID, Items: req.Items}}); err != nil {
 		return "", err
 	}
-	return r.ID, nil
+	return id, nil
 }
 
 // Release implements Inventory.
@@ -248,11 +339,11 @@ func (s *InventoryService) Release(ctx context.Context, req UndoRequest) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.reservations[req.Key]
+	r := s.reservations.get(req.Key)
 	switch {
-	case !ok:
+	case r == nil:
 		return s.commit(inventoryChange{Op: "void", Key: req.Key, Order: req.OrderID})
-	case !r.Released && !r.Voided:
+	case !r.released && !r.voided:
 		return s.commit(inventoryChange{Op: "release", Key: req.Key})
 	}
 	return nil

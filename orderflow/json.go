@@ -1,7 +1,10 @@
 package orderflow
 
 import (
+	"bytes"
+	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -9,14 +12,28 @@ import (
 // the hot path: Order encodes itself by appending, without reflection. The
 // output is what encoding/json would write for the struct tags.
 
+// scratch holds buffers that orders are encoded into before they are
+// copied out at their exact size: the saga's log keeps every encoding, so
+// it would keep any room left over too.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
 // MarshalJSON encodes the order as its struct tags say.
 func (o Order) MarshalJSON() ([]byte, error) {
-	size := 200 + len(o.ID) + len(o.Customer.Name) + len(o.Customer.Email) + len(o.Customer.Address) +
-		len(o.ChargeID) + len(o.ReservationID) + len(o.TrackingNumber)
-	for _, it := range o.Items {
-		size += 50 + len(it.Name)
+	if !o.Status.Valid() {
+		return nil, fmt.Errorf("orderflow: invalid status %d", uint8(o.Status))
 	}
-	b := make([]byte, 0, size)
+	p := scratch.Get().(*[]byte)
+	b := o.appendJSON((*p)[:0])
+	out := bytes.Clone(b)
+	if cap(b) <= 64<<10 { // an unusually large order's buffer is left to the collector
+		*p = b
+		scratch.Put(p)
+	}
+	return out, nil
+}
+
+// appendJSON appends the order's JSON to b. Its status must be valid.
+func (o *Order) appendJSON(b []byte) []byte {
 	b = append(b, `{"order_id":`...)
 	b = appendJSONString(b, o.ID)
 	b = append(b, `,"customer":`...)
@@ -43,11 +60,7 @@ func (o Order) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"total_amount":`...)
 	b = o.Total.appendJSON(b)
 	b = append(b, `,"status":`...)
-	st, err := o.Status.MarshalText()
-	if err != nil {
-		return nil, err
-	}
-	b = appendJSONString(b, string(st))
+	b = appendJSONString(b, statusNames[o.Status])
 	for _, f := range [...]struct{ key, v string }{
 		{`,"charge_id":`, o.ChargeID},
 		{`,"reservation_id":`, o.ReservationID},
@@ -58,7 +71,7 @@ func (o Order) MarshalJSON() ([]byte, error) {
 			b = appendJSONString(b, f.v)
 		}
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 func (c *Customer) appendJSON(b []byte) []byte {
@@ -80,11 +93,11 @@ func appendJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -126,3 +139,12 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// plain marks the bytes that appendJSONString copies as they are: ASCII
+// but for control characters, quotes, backslashes, <, > and &.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()

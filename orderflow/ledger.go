@@ -13,21 +13,18 @@ import (
 )
 
 // books is the bookkeeping the bundled services share: the lock over their
-// state, the file their changes go to (none for a service in memory), the
-// window after which they forget keys, and how a change applies. A service
-// changes its state only through commit, so that its file and its memory
-// never disagree.
+// state and the file their changes go to (none for a service in memory). A
+// service changes its state only by recording a change here and then
+// applying it, so that its file and its memory never disagree.
 type books[C any] struct {
 	mu     sync.Mutex
 	ledger *ledger
-	window window
-	change func(C) error // applies a change to the service's state
 }
 
-// open replays the file at path through change and keeps it for the
-// changes to come.
-func (b *books[C]) open(path string) error {
-	l, err := openLedger(path, b.change)
+// open replays the file at path through apply and keeps it for the changes
+// to come.
+func (b *books[C]) open(path string, apply func(C) error) error {
+	l, err := openLedger(path, apply)
 	if err != nil {
 		return err
 	}
@@ -35,13 +32,12 @@ func (b *books[C]) open(path string) error {
 	return nil
 }
 
-// commit records c in the file, if there is one, and applies it. It
-// expects b.mu held.
-func (b *books[C]) commit(c C) error {
-	if err := b.ledger.append(c); err != nil {
-		return err
+// record writes c to the file, if there is one. It expects b.mu held.
+func (b *books[C]) record(c C) error {
+	if b.ledger == nil {
+		return nil
 	}
-	return b.change(c)
+	return b.ledger.append(c)
 }
 
 // Close closes the service's file, if it has one. The service must not be

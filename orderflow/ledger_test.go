@@ -171,3 +171,84 @@ func TestServicesForgetKeysAfterKeepFor(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, forever.Charges(), 2, "KeepFor 0 remembers forever")
 }
+
+// The files of services written before stay readable, and new ones are
+// written the same way: every kind of change, as a line of the file.
+func TestServiceFilesKeepTheirFormat(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	path := func(name string) string { return filepath.Join(dir, name) }
+
+	pay, err := orderflow.OpenPaymentService(path("payment.log"), orderflow.PaymentConfig{})
+	require.NoError(t, err)
+	require.NoError(t, pay.SetCreditLimit("ada@example.com", 5000))
+	_, err = pay.Charge(ctx, orderflow.ChargeRequest{Key: "k1", OrderID: "o1", Customer: orderflow.Customer{Email: "ada@example.com"}, Amount: 3000})
+	require.NoError(t, err)
+	require.NoError(t, pay.Refund(ctx, orderflow.UndoRequest{Key: "k1", OrderID: "o1"}))
+	require.NoError(t, pay.Refund(ctx, orderflow.UndoRequest{Key: "k2", OrderID: "o2"}))
+	require.NoError(t, pay.Close())
+
+	inv, err := orderflow.OpenInventoryService(path("inventory.log"), orderflow.InventoryConfig{})
+	require.NoError(t, err)
+	require.NoError(t, inv.AddProduct(orderflow.Product{Name: "pen", Price: 100, Stock: 10}))
+	_, err = inv.Reserve(ctx, orderflow.ReserveRequest{Key: "r1", OrderID: "o1",
+		Items: []orderflow.Item{{Name: "pen", Price: 100, Quantity: 4}, {Name: "ink", Price: 5, Quantity: 1}}})
+	require.NoError(t, err)
+	require.NoError(t, inv.Release(ctx, orderflow.UndoRequest{Key: "r1", OrderID: "o1"}))
+	require.NoError(t, inv.Release(ctx, orderflow.UndoRequest{Key: "r2", OrderID: "o2"}))
+	require.NoError(t, inv.Close())
+
+	ship, err := orderflow.OpenShippingService(path("shipping.log"), orderflow.ShippingConfig{})
+	require.NoError(t, err)
+	_, err = ship.CreateShipment(ctx, orderflow.ShipmentRequest{Key: "s1", OrderID: "o1", Customer: orderflow.Customer{Address: "1 Main St"}})
+	require.NoError(t, err)
+	require.NoError(t, ship.CancelShipment(ctx, orderflow.UndoRequest{Key: "s1", OrderID: "o1"}))
+	require.NoError(t, ship.CancelShipment(ctx, orderflow.UndoRequest{Key: "s2", OrderID: "o2"}))
+	require.NoError(t, ship.Close())
+
+	for name, want := range map[string]string{
+		"payment.log": `0ad0d18d {"op":"limit","email":"ada@example.com","limit":50.00}
+6a8d4388 {"op":"charge","charge":{"id":"CH-000001","key":"k1","order_id":"o1","email":"ada@example.com","amount":30.00,"refunded":false}}
+ca371ac7 {"op":"refund","key":"k1"}
+c2618ab2 {"op":"void","key":"k2","order":"o2"}
+`,
+		"inventory.log": `45b4674b {"op":"product","product":{"name":"pen","price":1.00,"stock":10}}
+1102bb4a {"op":"reserve","reservation":{"id":"RSV-000001","key":"r1","order_id":"o1","items":[{"name":"pen","price":1.00,"quantity":4},{"name":"ink","price":0.05,"quantity":1}],"released":false}}
+83211c62 {"op":"release","key":"r1"}
+856b3132 {"op":"void","key":"r2","order":"o2"}
+`,
+		"shipping.log": `39626a48 {"op":"ship","shipment":{"tracking_number":"TRK-000001","key":"s1","order_id":"o1","address":"1 Main St","canceled":false}}
+1771bb35 {"op":"cancel","key":"s1"}
+da8fed6d {"op":"void","key":"s2","order":"o2"}
+`,
+	} {
+		got, err := os.ReadFile(path(name))
+		require.NoError(t, err)
+		assert.Equal(t, want, string(got), name)
+	}
+
+	// Read back, they give the same books.
+	pay, err = orderflow.OpenPaymentService(path("payment.log"), orderflow.PaymentConfig{})
+	require.NoError(t, err)
+	defer pay.Close()
+	assert.Equal(t, []orderflow.Charge{
+		{Key: "k2", OrderID: "o2", Voided: true},
+		{ID: "CH-000001", Key: "k1", OrderID: "o1", Email: "ada@example.com", Amount: 3000, Refunded: true},
+	}, pay.Charges())
+	inv, err = orderflow.OpenInventoryService(path("inventory.log"), orderflow.InventoryConfig{})
+	require.NoError(t, err)
+	defer inv.Close()
+	assert.Equal(t, []orderflow.Reservation{
+		{Key: "r2", OrderID: "o2", Voided: true},
+		{ID: "RSV-000001", Key: "r1", OrderID: "o1", Released: true,
+			Items: []orderflow.Item{{Name: "pen", Price: 100, Quantity: 4}, {Name: "ink", Price: 5, Quantity: 1}}},
+	}, inv.Reservations())
+	ship, err = orderflow.OpenShippingService(path("shipping.log"), orderflow.ShippingConfig{})
+	require.NoError(t, err)
+	defer ship.Close()
+	assert.Equal(t, []orderflow.Shipment{
+		{Key: "s2", OrderID: "o2", Voided: true},
+		{TrackingNumber: "TRK-000001", Key: "s1", OrderID: "o1", Address: "1 Main St", Canceled: true},
+	}, ship.Shipments())
+}

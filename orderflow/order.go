@@ -181,12 +181,51 @@ func (r *OrderRequest) normalize() (Order, []Problem) {
 // part, an "@" and a domain with a dot, without a display name or angle
 // brackets.
 func validEmail(s string) bool {
+	if plainEmail(s) {
+		return true
+	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Name != "" || a.Address != s {
 		return false
 	}
 	_, domain, _ := strings.Cut(s, "@")
 	return strings.Contains(domain, ".") && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".")
+}
+
+// plainEmail reports whether s is an address of the common kind that
+// validEmail accepts without parsing: dot-separated runs of ASCII letters,
+// digits, "+", "-" and "_", an "@", and a domain of at least two
+// dot-separated runs of letters, digits and "-". It errs only towards
+// false, leaving anything unusual to net/mail.
+func plainEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 {
+		return false
+	}
+	dots := 0
+	for i, part := range [2]string{s[:at], s[at+1:]} {
+		if part == "" || part[0] == '.' || part[len(part)-1] == '.' {
+			return false
+		}
+		for j := 0; j < len(part); j++ {
+			c := part[j]
+			switch {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
+			case c == '+' || c == '_':
+				if i == 1 {
+					return false
+				}
+			case c == '.':
+				if part[j-1] == '.' {
+					return false
+				}
+				dots += i
+			default:
+				return false
+			}
+		}
+	}
+	return dots > 0
 }
 
 // sameOrder reports whether two normalised orders ask for the same thing.

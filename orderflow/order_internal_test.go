@@ -3,6 +3,7 @@ package orderflow
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"strings"
 	"testing"
 
@@ -339,4 +340,40 @@ func TestValidationErrorFromNormalize(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidOrder)
 	assert.Contains(t, err.Error(), "customer.email")
 	assert.Contains(t, err.Error(), "items[1].quantity")
+}
+
+func TestPlainEmailAcceptsOnlyWhatNetMailAccepts(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"ada@example.com", "a.b+c_d-e@mail.example.co.uk", "A1@B2.C3", "a@b-.com", "x@a.b.c.d",
+	} {
+		assert.True(t, plainEmail(s), s)
+		assert.True(t, validEmail(s), s)
+	}
+	for _, s := range []string{
+		"", "ada", "@x.com", "ada@", "ada@x", "ada@.x.com", "ada@x.com.", ".ada@x.com", "ada.@x.com",
+		"a..b@x.com", "a@x..com", "a b@x.com", "a@b@x.com", "ada@x_y.com", "ada@x+y.com", "ádá@x.com",
+		"Ada <ada@x.com>", "<ada@x.com>", `"a"@x.com`, "a!b@x.com",
+	} {
+		assert.False(t, plainEmail(s), s)
+	}
+}
+
+func FuzzPlainEmail(f *testing.F) {
+	for _, s := range []string{"ada@example.com", "a.b+c@x.co", "a..b@x.com", "a@b", "@", "a@b.c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainEmail(s) {
+			return
+		}
+		a, err := mail.ParseAddress(s)
+		if err != nil || a.Address != s || a.Name != "" {
+			t.Fatalf("plainEmail accepts %q; net/mail: %v, %v", s, a, err)
+		}
+		_, domain, _ := strings.Cut(s, "@")
+		if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+			t.Fatalf("plainEmail accepts %q, whose domain has no inner dot", s)
+		}
+	})
 }

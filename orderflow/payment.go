@@ -37,14 +37,25 @@ type PaymentService struct {
 	requireRegistration bool
 
 	books[paymentChange]
-	accounts map[string]*account // by email
-	charges  map[string]*Charge  // by idempotency key
+	accounts map[string]int32 // by email: index in byIndex
+	byIndex  []account
+	charges  memo[chargeRecord] // by idempotency key
 	n        int
 }
 
 type account struct {
+	email string
 	limit Money
 	used  Money
+}
+
+// chargeRecord is a Charge as the service remembers it (see memo).
+type chargeRecord struct {
+	id, orderID span
+	amount      Money
+	account     int32 // index in byIndex; -1 for a voided key
+	refunded    bool
+	voided      bool
 }
 
 // Charge is a charge as the PaymentService records it.
@@ -72,15 +83,12 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	p := &PaymentService{
+	return &PaymentService{
 		Faults:              Faults{clock: cfg.Clock},
 		requireRegistration: cfg.RequireRegistration,
-		books:               books[paymentChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
-		accounts:            make(map[string]*account),
-		charges:             make(map[string]*Charge),
+		accounts:            make(map[string]int32),
+		charges:             newMemo[chargeRecord](cfg.KeepFor, cfg.Clock),
 	}
-	p.change = p.apply
-	return p
 }
 
 // OpenPaymentService returns a PaymentService that keeps its state in the
@@ -91,7 +99,7 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 // directory lock). Close it when done.
 func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error) {
 	p := NewPaymentService(cfg)
-	if err := p.open(path); err != nil {
+	if err := p.open(path, p.apply); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -100,36 +108,60 @@ func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error)
 // paymentChange is one change of a PaymentService's state, as its file
 // records it.
 type paymentChange struct {
-	Op     string  `json:"op"` // limit, charge, refund, void
-	Email  string  `json:"email,omitempty"`
-	Limit  Money   `json:"limit,omitempty"`
-	Charge *Charge `json:"charge,omitempty"`
-	Key    string  `json:"key,omitempty"`
-	Order  string  `json:"order,omitempty"`
+	Op     string `json:"op"` // limit, charge, refund, void
+	Email  string `json:"email,omitempty"`
+	Limit  Money  `json:"limit,omitempty"`
+	Charge Charge `json:"charge,omitzero"`
+	Key    string `json:"key,omitempty"`
+	Order  string `json:"order,omitempty"`
+}
+
+// commit records c in the file, if there is one, and applies it. It
+// expects p.mu held.
+func (p *PaymentService) commit(c paymentChange) error {
+	if err := p.record(c); err != nil {
+		return err
+	}
+	return p.apply(c)
 }
 
 // apply changes the state; on replay p.mu need not be held.
 func (p *PaymentService) apply(c paymentChange) error {
 	switch {
 	case c.Op == "limit":
-		p.account(c.Email).limit = c.Limit
-	case c.Op == "charge" && c.Charge != nil && p.charges[c.Charge.Key] == nil:
-		ch := *c.Charge
-		p.charges[ch.Key] = &ch
-		remember(&p.window, p.charges, ch.Key)
-		p.account(ch.Email).used += ch.Amount
+		p.byIndex[p.account(c.Email)].limit = c.Limit
+	case c.Op == "charge" && c.Charge != (Charge{}) && p.charges.get(c.Charge.Key) == nil:
+		ch := &c.Charge
+		a := p.account(ch.Email)
+		n, r := p.charges.add(ch.Key)
+		*r = chargeRecord{amount: ch.Amount, account: a, refunded: ch.Refunded, voided: ch.Voided}
+		r.id, r.orderID = p.charges.put(n, ch.ID), p.charges.put(n, ch.OrderID)
+		p.byIndex[a].used += ch.Amount
 		p.n++
-	case c.Op == "refund" && p.charges[c.Key] != nil && p.charges[c.Key].ID != "":
-		ch := p.charges[c.Key]
-		ch.Refunded = true
-		p.accounts[ch.Email].used -= ch.Amount
-	case c.Op == "void" && p.charges[c.Key] == nil:
-		p.charges[c.Key] = &Charge{Key: c.Key, OrderID: c.Order, Voided: true}
-		remember(&p.window, p.charges, c.Key)
+	case c.Op == "refund" && p.charges.get(c.Key) != nil && p.charges.get(c.Key).account >= 0:
+		r := p.charges.get(c.Key)
+		r.refunded = true
+		p.byIndex[r.account].used -= r.amount
+	case c.Op == "void" && p.charges.get(c.Key) == nil:
+		n, r := p.charges.add(c.Key)
+		*r = chargeRecord{account: -1, voided: true}
+		r.orderID = p.charges.put(n, c.Order)
 	default:
 		return fmt.Errorf("orderflow: payment change %q does not apply", c.Op)
 	}
 	return nil
+}
+
+// charge returns the Charge that record n of the memo holds.
+func (p *PaymentService) charge(n uint64, key string, r *chargeRecord) Charge {
+	c := Charge{
+		ID: p.charges.str(n, r.id), Key: key, OrderID: p.charges.str(n, r.orderID),
+		Amount: r.amount, Refunded: r.refunded, Voided: r.voided,
+	}
+	if r.account >= 0 {
+		c.Email = p.byIndex[r.account].email
+	}
+	return c
 }
 
 // SetCreditLimit registers the customer with that email, or changes their
@@ -141,12 +173,13 @@ func (p *PaymentService) SetCreditLimit(email string, limit Money) error {
 	return p.commit(paymentChange{Op: "limit", Email: email, Limit: limit})
 }
 
-// account returns the customer's account, creating an unlimited one.
-// It expects p.mu held.
-func (p *PaymentService) account(email string) *account {
+// account returns the index of the customer's account, creating an
+// unlimited one. It expects p.mu held.
+func (p *PaymentService) account(email string) int32 {
 	a, ok := p.accounts[email]
 	if !ok {
-		a = &account{limit: -1}
+		a = int32(len(p.byIndex))
+		p.byIndex = append(p.byIndex, account{email: email, limit: -1})
 		p.accounts[email] = a
 	}
 	return a
@@ -158,7 +191,7 @@ func (p *PaymentService) Credit(email string) (limit, used Money) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if a, ok := p.accounts[email]; ok {
-		return a.limit, a.used
+		return p.byIndex[a].limit, p.byIndex[a].used
 	}
 	return -1, 0
 }
@@ -168,10 +201,10 @@ func (p *PaymentService) Credit(email string) (limit, used Money) {
 func (p *PaymentService) Charges() []Charge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Charge, 0, len(p.charges))
-	for _, c := range p.charges {
-		out = append(out, *c)
-	}
+	out := make([]Charge, 0, p.charges.len())
+	p.charges.each(func(n uint64, key string, r *chargeRecord) {
+		out = append(out, p.charge(n, key, r))
+	})
 	slices.SortFunc(out, func(a, b Charge) int {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Key, b.Key))
 	})
@@ -183,7 +216,7 @@ func (p *PaymentService) Registered(_ context.Context, email string) (bool, erro
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a, ok := p.accounts[email]
-	return ok && a.limit >= 0, nil
+	return ok && p.byIndex[a].limit >= 0, nil
 }
 
 // Charge implements PaymentGateway.
@@ -193,30 +226,37 @@ func (p *PaymentService) Charge(ctx context.Context, req ChargeRequest) (string,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.charges[req.Key]; ok {
+	if n, ok := p.charges.find(req.Key); ok {
+		c := &p.charges.record(n).val
 		switch {
-		case c.Voided || c.Refunded:
+		case c.voided || c.refunded:
 			return "", fmt.Errorf("%w: charge %q", ErrVoided, req.Key)
-		case c.Amount != req.Amount || c.Email != req.Customer.Email:
+		case c.amount != req.Amount || p.byIndex[c.account].email != req.Customer.Email:
 			return "", fmt.Errorf("%w: charge %q", ErrIdempotencyKeyReused, req.Key)
 		}
-		return c.ID, nil
+		return p.charges.str(n, c.id), nil
 	}
 	if req.Amount <= 0 {
 		return "", fmt.Errorf("%w: charge of %v", ErrInvalidAmount, req.Amount)
 	}
-	a, ok := p.accounts[req.Customer.Email]
-	if (!ok || a.limit < 0) && p.requireRegistration {
+	var acct account
+	if a, ok := p.accounts[req.Customer.Email]; ok {
+		acct = p.byIndex[a]
+	} else {
+		acct.limit = -1
+	}
+	if acct.limit < 0 && p.requireRegistration {
 		return "", fmt.Errorf("%w: %s", ErrUnknownCustomer, req.Customer.Email)
 	}
-	if ok && a.limit >= 0 && req.Amount > a.limit-a.used { // not used+Amount: it could overflow
-		return "", fmt.Errorf("%w: %v needed, %v of %v available", ErrInsufficientCredit, req.Amount, a.limit-a.used, a.limit)
+	if acct.limit >= 0 && req.Amount > acct.limit-acct.used { // not used+Amount: it could overflow
+		return "", fmt.Errorf("%w: %v needed, %v of %v available", ErrInsufficientCredit, req.Amount, acct.limit-acct.used, acct.limit)
 	}
-	c := &Charge{ID: seqID("CH-", p.n+1), Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
+	id := seqID("CH-", p.n+1)
+	c := Charge{ID: id, Key: req.Key, OrderID: req.OrderID, Email: req.Customer.Email, Amount: req.Amount}
 	if err := p.commit(paymentChange{Op: "charge", Charge: c}); err != nil {
 		return "", err
 	}
-	return c.ID, nil
+	return id, nil
 }
 
 // Refund implements PaymentGateway.
@@ -226,11 +266,11 @@ func (p *PaymentService) Refund(ctx context.Context, req UndoRequest) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, ok := p.charges[req.Key]
+	c := p.charges.get(req.Key)
 	switch {
-	case !ok:
+	case c == nil:
 		return p.commit(paymentChange{Op: "void", Key: req.Key, Order: req.OrderID})
-	case !c.Refunded && !c.Voided:
+	case !c.refunded && !c.voided:
 		return p.commit(paymentChange{Op: "refund", Key: req.Key})
 	}
 	return nil

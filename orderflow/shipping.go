@@ -29,8 +29,15 @@ type ShippingService struct {
 	Faults
 
 	books[shippingChange]
-	shipments map[string]*Shipment // by idempotency key
+	shipments memo[shipmentRecord] // by idempotency key
 	n         int
+}
+
+// shipmentRecord is a Shipment as the service remembers it (see memo).
+type shipmentRecord struct {
+	tracking, orderID, address span
+	canceled                   bool
+	voided                     bool
 }
 
 // Shipment is a shipment as the ShippingService records it.
@@ -55,20 +62,17 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	s := &ShippingService{
+	return &ShippingService{
 		Faults:    Faults{clock: cfg.Clock},
-		shipments: make(map[string]*Shipment),
-		books:     books[shippingChange]{window: window{keep: cfg.KeepFor, clock: cfg.Clock}},
+		shipments: newMemo[shipmentRecord](cfg.KeepFor, cfg.Clock),
 	}
-	s.change = s.apply
-	return s
 }
 
 // OpenShippingService returns a ShippingService that keeps its state in the
 // file at path, as OpenPaymentService does. Close it when done.
 func OpenShippingService(path string, cfg ShippingConfig) (*ShippingService, error) {
 	s := NewShippingService(cfg)
-	if err := s.open(path); err != nil {
+	if err := s.open(path, s.apply); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -77,25 +81,37 @@ func OpenShippingService(path string, cfg ShippingConfig) (*ShippingService, err
 // shippingChange is one change of a ShippingService's state, as its file
 // records it.
 type shippingChange struct {
-	Op       string    `json:"op"` // ship, cancel, void
-	Shipment *Shipment `json:"shipment,omitempty"`
-	Key      string    `json:"key,omitempty"`
-	Order    string    `json:"order,omitempty"`
+	Op       string   `json:"op"` // ship, cancel, void
+	Shipment Shipment `json:"shipment,omitzero"`
+	Key      string   `json:"key,omitempty"`
+	Order    string   `json:"order,omitempty"`
+}
+
+// commit records c in the file, if there is one, and applies it. It
+// expects s.mu held.
+func (s *ShippingService) commit(c shippingChange) error {
+	if err := s.record(c); err != nil {
+		return err
+	}
+	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.
 func (s *ShippingService) apply(c shippingChange) error {
 	switch {
-	case c.Op == "ship" && c.Shipment != nil && s.shipments[c.Shipment.Key] == nil:
-		sh := *c.Shipment
-		s.shipments[sh.Key] = &sh
-		remember(&s.window, s.shipments, sh.Key)
+	case c.Op == "ship" && c.Shipment != (Shipment{}) && s.shipments.get(c.Shipment.Key) == nil:
+		sh := &c.Shipment
+		n, r := s.shipments.add(sh.Key)
+		*r = shipmentRecord{canceled: sh.Canceled, voided: sh.Voided}
+		r.tracking, r.orderID = s.shipments.put(n, sh.TrackingNumber), s.shipments.put(n, sh.OrderID)
+		r.address = s.shipments.put(n, sh.Address)
 		s.n++
-	case c.Op == "cancel" && s.shipments[c.Key] != nil:
-		s.shipments[c.Key].Canceled = true
-	case c.Op == "void" && s.shipments[c.Key] == nil:
-		s.shipments[c.Key] = &Shipment{Key: c.Key, OrderID: c.Order, Voided: true}
-		remember(&s.window, s.shipments, c.Key)
+	case c.Op == "cancel" && s.shipments.get(c.Key) != nil:
+		s.shipments.get(c.Key).canceled = true
+	case c.Op == "void" && s.shipments.get(c.Key) == nil:
+		n, r := s.shipments.add(c.Key)
+		*r = shipmentRecord{voided: true}
+		r.orderID = s.shipments.put(n, c.Order)
 	default:
 		return fmt.Errorf("orderflow: shipping change %q does not apply", c.Op)
 	}
@@ -107,10 +123,13 @@ func (s *ShippingService) apply(c shippingChange) error {
 func (s *ShippingService) Shipments() []Shipment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Shipment, 0, len(s.shipments))
-	for _, sh := range s.shipments {
-		out = append(out, *sh)
-	}
+	out := make([]Shipment, 0, s.shipments.len())
+	s.shipments.each(func(n uint64, key string, r *shipmentRecord) {
+		out = append(out, Shipment{
+			TrackingNumber: s.shipments.str(n, r.tracking), Key: key, OrderID: s.shipments.str(n, r.orderID),
+			Address: s.shipments.str(n, r.address), Canceled: r.canceled, Voided: r.voided,
+		})
+	})
 	slices.SortFunc(out, func(a, b Shipment) int {
 		return cmp.Or(cmp.Compare(a.TrackingNumber, b.TrackingNumber), cmp.Compare(a.Key, b.Key))
 	})
@@ -124,17 +143,19 @@ func (s *ShippingService) CreateShipment(ctx context.Context, req ShipmentReques
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sh, ok := s.shipments[req.Key]; ok {
-		if sh.Voided || sh.Canceled {
+	if n, ok := s.shipments.find(req.Key); ok {
+		sh := &s.shipments.record(n).val
+		if sh.voided || sh.canceled {
 			return "", fmt.Errorf("%w: shipment %q", ErrVoided, req.Key)
 		}
-		return sh.TrackingNumber, nil
+		return s.shipments.str(n, sh.tracking), nil
 	}
-	sh := &Shipment{TrackingNumber: seqID("TRK-", s.n+1), Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
+	tracking := seqID("TRK-", s.n+1)
+	sh := Shipment{TrackingNumber: tracking, Key: req.Key, OrderID: req.OrderID, Address: req.Customer.Address}
 	if err := s.commit(shippingChange{Op: "ship", Shipment: sh}); err != nil {
 		return "", err
 	}
-	return sh.TrackingNumber, nil
+	return tracking, nil
 }
 
 // CancelShipment implements Shipping.
@@ -144,11 +165,11 @@ func (s *ShippingService) CancelShipment(ctx context.Context, req UndoRequest) e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sh, ok := s.shipments[req.Key]
+	sh := s.shipments.get(req.Key)
 	switch {
-	case !ok:
+	case sh == nil:
 		return s.commit(shippingChange{Op: "void", Key: req.Key, Order: req.OrderID})
-	case !sh.Voided && !sh.Canceled:
+	case !sh.voided && !sh.canceled:
 		return s.commit(shippingChange{Op: "cancel", Key: req.Key})
 	}
 	return nil

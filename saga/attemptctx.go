@@ -17,18 +17,25 @@ import (
 // Done is first called: an action that never waits on its context costs no
 // timer, and many actions (an in-memory call, a quick computation) never
 // do. Err needs no channel: it compares the clock with the deadline, and
-// ends the context when it finds it over, so that Err and Done agree.
+// ends the context when it finds it over, so that Err and Done agree. The
+// attempt's StepInfo lives inside it, so that an attempt costs one small
+// allocation.
 type attemptCtx struct {
 	parent   context.Context
 	clock    clock.Clock
 	deadline time.Time
-	step     *stepContext
+	step     stepContext
 
-	mu         sync.Mutex
-	err        error         // why the context ended; nil while it lives
-	done       chan struct{} // made by Done; closed when err is set
-	timer      clock.Timer   // armed by Done until the deadline
-	stopParent func() bool   // registered by Done with the parent
+	mu   sync.Mutex
+	err  error        // why the context ended; nil while it lives
+	wait *attemptWait // made by Done
+}
+
+// attemptWait is what Done makes for a context.
+type attemptWait struct {
+	done       chan struct{} // closed when the context's err is set
+	timer      clock.Timer   // armed until the deadline
+	stopParent func() bool   // registered with the parent
 }
 
 var _ context.Context = (*attemptCtx)(nil)
@@ -37,7 +44,7 @@ func (a *attemptCtx) Deadline() (time.Time, bool) { return a.deadline, true }
 
 func (a *attemptCtx) Value(key any) any {
 	if key == (stepContextKey{}) {
-		return a.step
+		return &a.step
 	}
 	return a.parent.Value(key)
 }
@@ -52,17 +59,18 @@ func (a *attemptCtx) Err() error {
 func (a *attemptCtx) Done() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.done != nil {
-		return a.done
+	if a.wait != nil {
+		return a.wait.done
 	}
-	a.done = make(chan struct{})
+	w := &attemptWait{done: make(chan struct{})}
+	a.wait = w
 	if a.check(); a.err != nil {
-		close(a.done)
-		return a.done
+		close(w.done)
+		return w.done
 	}
-	a.timer = a.clock.AfterFunc(a.deadline.Sub(a.clock.Now()), func() { a.end(context.DeadlineExceeded) })
-	a.stopParent = context.AfterFunc(a.parent, func() { a.end(a.parent.Err()) })
-	return a.done
+	w.timer = a.clock.AfterFunc(a.deadline.Sub(a.clock.Now()), func() { a.end(context.DeadlineExceeded) })
+	w.stopParent = context.AfterFunc(a.parent, func() { a.end(a.parent.Err()) })
+	return w.done
 }
 
 // check ends the context if its parent has ended or its deadline has
@@ -90,16 +98,18 @@ func (a *attemptCtx) endLocked(err error) {
 		return
 	}
 	a.err = err
-	if a.done != nil {
-		close(a.done)
+	w := a.wait
+	if w == nil {
+		return
 	}
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
+	close(w.done)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
 	}
-	if a.stopParent != nil {
-		a.stopParent()
-		a.stopParent = nil
+	if w.stopParent != nil {
+		w.stopParent()
+		w.stopParent = nil
 	}
 }
 

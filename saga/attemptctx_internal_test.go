@@ -16,7 +16,7 @@ type otherKey struct{}
 func newAttemptCtx(t *testing.T, parent context.Context) (*attemptCtx, *clock.Fake) {
 	t.Helper()
 	clk := clock.NewFake(time.Time{})
-	sc := &stepContext{info: StepInfo{SagaID: "s1", Step: "payment"}}
+	sc := stepContext{info: StepInfo{SagaID: "s1", Step: "payment"}}
 	return &attemptCtx{parent: parent, clock: clk, deadline: clk.Now().Add(time.Second), step: sc}, clk
 }
 

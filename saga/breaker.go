@@ -2,6 +2,7 @@ package saga
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,10 @@ func (s BreakerState) MarshalText() ([]byte, error) { return []byte(s.String()),
 type breaker struct {
 	policy BreakerPolicy
 
+	// quiet is set while the breaker is closed with no failure counted,
+	// which is nearly always: then allow and a success need no lock.
+	quiet atomic.Bool
+
 	mu       sync.Mutex
 	state    BreakerState
 	failures int       // consecutive failures while closed
@@ -69,13 +74,25 @@ type breaker struct {
 }
 
 func newBreaker(p BreakerPolicy) *breaker {
-	return &breaker{policy: p, state: BreakerClosed}
+	b := &breaker{policy: p, state: BreakerClosed}
+	b.quiet.Store(true)
+	return b
+}
+
+// settle updates quiet after a change. It expects b.mu held.
+func (b *breaker) settle() {
+	b.quiet.Store(b.state == BreakerClosed && b.failures == 0)
 }
 
 // allow reports whether an attempt may call the resource now, and if not,
-// when to try again. In half-open state one probe goes through; a probe that
-// never reports back (its process stopped) is replaced after a cool-down.
-func (b *breaker) allow(now time.Time, wait time.Duration) (bool, time.Time) {
+// when to try again: at the returned time, or when it is zero, after the
+// attempt's own backoff. In half-open state one probe goes through; a probe
+// that never reports back (its process stopped) is replaced after a
+// cool-down.
+func (b *breaker) allow(now time.Time) (bool, time.Time) {
+	if b.quiet.Load() {
+		return true, time.Time{}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state {
@@ -85,21 +102,26 @@ func (b *breaker) allow(now time.Time, wait time.Duration) (bool, time.Time) {
 			return false, reopen
 		}
 		b.state, b.probeAt = BreakerHalfOpen, now
+		b.settle()
 		return true, time.Time{}
 	case BreakerHalfOpen:
 		if !now.Before(b.probeAt.Add(b.policy.CoolDown)) {
 			b.probeAt = now
 			return true, time.Time{}
 		}
-		return false, now.Add(wait)
+		return false, time.Time{}
 	}
 	return true, time.Time{}
 }
 
 // record reports the outcome of an attempt that allow let through.
 func (b *breaker) record(now time.Time, failed bool) {
+	if !failed && b.quiet.Load() {
+		return // closed with no failures: nothing to reset
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.settle()
 	if !failed {
 		b.state, b.failures = BreakerClosed, 0
 		return

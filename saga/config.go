@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/sagaflow/sagaflow/clock"
 )
 
@@ -50,7 +49,8 @@ type Config struct {
 	Rand func() float64
 
 	// NewID makes IDs for instances started without WithID, and run IDs.
-	// Defaults to random UUIDs.
+	// Defaults to random (version 4) UUIDs from a cryptographically strong
+	// generator.
 	NewID func() string
 
 	// Hooks are called as the engine works, for metrics.
@@ -107,7 +107,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Rand = rand.Float64
 	}
 	if c.NewID == nil {
-		c.NewID = uuid.NewString
+		c.NewID = newUUID
 	}
 	return c, nil
 }

@@ -407,8 +407,12 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	if o.idSet && o.id == "" {
 		return "", fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
 	}
-	raw, err := encodeState(&state)
-	if err == nil && !json.Valid(raw) { // once per instance: a MarshalJSON is trusted after this
+	// Encode the instance's own copy: encoding state itself would move it
+	// to the heap as well.
+	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
+	inst.state = state
+	raw, err := encodeState(&inst.state)
+	if err == nil && !validJSON(raw) { // once per instance: a MarshalJSON is trusted after this
 		err = errors.New("MarshalJSON returned invalid JSON")
 	}
 	if err != nil {
@@ -434,11 +438,11 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 		return "", err
 	}
 
-	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
-	inst.id, inst.run = id, c.cfg.NewID()
-	inst.state = state
 	now := c.clock.Now()
-	events := c.startEvents(raw, o.deadline, now)
+	inst.id, inst.run = id, c.cfg.NewID()
+	batch := getBatch()
+	events := c.startEvents(*batch, raw, o.deadline, now)
+	defer putBatch(batch, events)
 
 	inst.mu.Lock()
 	if !c.live.add(id, inst) {
@@ -460,16 +464,15 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	return id, nil
 }
 
-// startEvents returns the first events of a new instance: it starts, and
-// so does its first step.
-func (c *Coordinator[S]) startEvents(raw []byte, deadline, now time.Time) []Event {
+// startEvents appends to dst the first events of a new instance: it
+// starts, and so does its first step.
+func (c *Coordinator[S]) startEvents(dst []Event, raw []byte, deadline, now time.Time) []Event {
 	if deadline.IsZero() && c.def.timeout > 0 {
 		deadline = now.Add(c.def.timeout)
 	}
-	return []Event{
-		{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
-		{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1},
-	}
+	return append(dst,
+		Event{Type: EventSagaStarted, State: raw, Definition: c.def.name, Version: c.def.version, At: deadline},
+		Event{Type: EventStepStarted, Step: c.def.steps[0].Name, Attempt: 1})
 }
 
 // acquire takes an in-flight slot, waiting for one if so configured.

@@ -22,9 +22,8 @@ type StepInfo struct {
 }
 
 type stepContext struct {
-	info      StepInfo
-	payload   json.RawMessage
-	hasSignal bool
+	info   StepInfo
+	signal *json.RawMessage // the payload of the signal the step waited for, if it did
 }
 
 type stepContextKey struct{}
@@ -43,10 +42,10 @@ func Info(ctx context.Context) (StepInfo, bool) {
 // Step.Signal), and false when the step does not wait for a signal.
 func SignalPayload(ctx context.Context) (json.RawMessage, bool) {
 	sc, ok := ctx.Value(stepContextKey{}).(*stepContext)
-	if !ok || !sc.hasSignal {
+	if !ok || sc.signal == nil {
 		return nil, false
 	}
-	return sc.payload, true
+	return *sc.signal, true
 }
 
 // IdempotencyKey returns the idempotency key of a saga's step.

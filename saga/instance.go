@@ -3,6 +3,7 @@ package saga
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -308,8 +309,36 @@ type instance[S any] struct {
 	slotted bool        // holds one of the coordinator's in-flight slots
 
 	// Scratch space of the worker advancing the instance, reused so that
-	// a step allocates neither: the state an attempt works on, and the
-	// batch of events commit appends.
-	work  S
-	batch []Event
+	// a step does not allocate it: the state an attempt works on.
+	work S
+
+	// keys holds the idempotency keys of every step ("<id>/<step>", one
+	// after the other) in one string, made by the first attempt: see key.
+	// Only the worker advancing the instance touches it.
+	keys string
+}
+
+// key returns the idempotency key of step i: a substring of inst.keys, so
+// that an instance makes its keys with one allocation.
+func (inst *instance[S]) key(i int) string {
+	steps := inst.def.steps
+	if inst.keys == "" {
+		var b strings.Builder
+		n := 0
+		for k := range steps {
+			n += len(inst.id) + 1 + len(steps[k].Name)
+		}
+		b.Grow(n)
+		for k := range steps {
+			b.WriteString(inst.id)
+			b.WriteByte('/')
+			b.WriteString(steps[k].Name)
+		}
+		inst.keys = b.String()
+	}
+	off := 0
+	for k := range i {
+		off += len(inst.id) + 1 + len(steps[k].Name)
+	}
+	return inst.keys[off : off+len(inst.id)+1+len(steps[i].Name)]
 }

@@ -1,11 +1,14 @@
 package saga
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,7 +39,10 @@ type MemoryConfig struct {
 // that instances do not contend. It is not durable: everything is lost with
 // the process. Finished instances can be dropped by a retention policy so
 // that memory stays bounded; a dropped instance is not found any more, and
-// its ID may be started again.
+// its ID may be started again. A finished log is kept packed, in a form
+// the garbage collector need not scan: its events read back with their
+// times in the location of its first event and without monotonic clock
+// readings, as from a durable store.
 type MemoryStore struct {
 	cfg    MemoryConfig
 	seed   maphash.Seed
@@ -61,56 +67,91 @@ type memLog struct {
 	id, run    string
 	definition string
 	version    int
-	order      uint64 // creation order, for Unfinished
-	events     []memEvent
+	startAt    time.Time // the first event's At: a saga's deadline
+	order      uint64    // creation order, for Unfinished
 	ended      bool
+	n          int        // events in the log
+	events     []memEvent // the events of a log that has not ended
+	// packed holds the events of a log that has ended (see pack), in
+	// which the garbage collector has nothing to scan (a store may keep
+	// many more finished logs than running ones), but their states, which
+	// are in states. Their times are in loc.
+	packed []byte
+	states []json.RawMessage
+	loc    *time.Location
 }
 
-// memEvent is an Event as a memory store keeps it: without what every
-// event of a log shares (saga ID, run, definition and version, which only
-// the first event carries), and with the fields of signals, which few
-// events have, behind a pointer. It is half the size of an Event.
+// memFirst is how many events a new log has room for: enough for a saga of
+// four or five steps that completes.
+const memFirst = 12
+
+// memEvent is an Event as a memory store keeps it, in a third of the space:
+// without what every event of a log shares (saga ID, run, definition and
+// version, which only the first event carries), without its sequence
+// number (the log has no gaps, so an event's number is its place in it),
+// and with the fields that few events have behind a pointer.
 type memEvent struct {
-	seq     uint64
-	typ     EventType
-	attempt int
 	time    time.Time
-	at      time.Time
-	step    string
-	err     string
 	state   json.RawMessage
-	signal  *memSignal
+	step    string
+	rare    *memRare // nil for most events
+	attempt int32    // bigAttempt: see rare
+	typ     EventType
 }
 
-type memSignal struct {
-	name, dedupKey string
-	payload        json.RawMessage
+// bigAttempt in memEvent.attempt says that the attempt number does not fit
+// in an int32 and is in memRare.attempt.
+const bigAttempt = math.MinInt32
+
+// memRare holds the fields of an event that few events have: errors,
+// times other than the first event's deadline, and signals.
+type memRare struct {
+	err              string
+	at               time.Time
+	signal, dedupKey string
+	payload          json.RawMessage
+	attempt          int
 }
 
 func (l *memLog) add(events []Event) {
 	for i := range events {
 		e := &events[i]
-		m := memEvent{seq: e.Seq, typ: e.Type, attempt: e.Attempt, time: e.Time, at: e.At, step: e.Step, err: e.Error, state: e.State}
-		if e.Signal != "" || e.DedupKey != "" || e.Payload != nil {
-			m.signal = &memSignal{name: e.Signal, dedupKey: e.DedupKey, payload: e.Payload}
+		m := memEvent{time: e.Time, state: e.State, step: e.Step, attempt: int32(e.Attempt), typ: e.Type}
+		at := e.At
+		if len(l.events) == 0 {
+			l.startAt, at = e.At, time.Time{}
+		}
+		big := int(m.attempt) != e.Attempt || m.attempt == bigAttempt
+		if e.Error != "" || !at.IsZero() || e.Signal != "" || e.DedupKey != "" || e.Payload != nil || big {
+			m.rare = &memRare{err: e.Error, at: at, signal: e.Signal, dedupKey: e.DedupKey, payload: e.Payload, attempt: e.Attempt}
+			if big {
+				m.attempt = bigAttempt
+			}
 		}
 		l.events = append(l.events, m)
 	}
+	l.n = len(l.events)
 }
 
 func (l *memLog) load() []Event {
+	if l.packed != nil {
+		return l.unpack()
+	}
 	out := make([]Event, len(l.events))
 	for i := range l.events {
 		m := &l.events[i]
 		e := &out[i]
-		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, m.seq, m.typ, m.time
-		e.Step, e.Attempt, e.Error, e.At, e.State = m.step, m.attempt, m.err, m.at, m.state
-		if m.signal != nil {
-			e.Signal, e.DedupKey, e.Payload = m.signal.name, m.signal.dedupKey, m.signal.payload
+		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, uint64(i)+1, m.typ, m.time
+		e.Step, e.Attempt, e.State = m.step, int(m.attempt), m.state
+		if r := m.rare; r != nil {
+			e.Error, e.At, e.Signal, e.DedupKey, e.Payload = r.err, r.at, r.signal, r.dedupKey, r.payload
+			if m.attempt == bigAttempt {
+				e.Attempt = r.attempt
+			}
 		}
 	}
 	if len(out) > 0 {
-		out[0].Definition, out[0].Version = l.definition, l.version
+		out[0].Definition, out[0].Version, out[0].At = l.definition, l.version, l.startAt
 	}
 	return out
 }
@@ -150,17 +191,18 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	if err := CheckAppend(id, 0, events); err != nil {
 		return err
 	}
-	// Room for a few steps' worth of events, so that a log grows by
-	// reallocation once or twice rather than at every other append.
 	l := &memLog{
 		id:         id,
 		run:        events[0].Run,
 		definition: events[0].Definition,
 		version:    events[0].Version,
-		events:     make([]memEvent, 0, max(len(events), 12)),
 		ended:      events[len(events)-1].Ends(),
 	}
+	l.events = newEvents(len(events))
 	l.add(events)
+	if l.ended {
+		l.pack()
+	}
 	sh := s.shard(id)
 	sh.mu.Lock()
 	if _, ok := sh.logs[id]; ok {
@@ -194,8 +236,8 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 	case l.ended:
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
-	case uint64(len(l.events)) != expected:
-		n := len(l.events)
+	case uint64(l.n) != expected:
+		n := l.n
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
 	case events[0].Run != l.run:
@@ -205,6 +247,9 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 	l.add(events)
 	l.ended = events[len(events)-1].Ends()
 	ended := l.ended
+	if ended {
+		l.pack()
+	}
 	sh.mu.Unlock()
 	if ended {
 		s.retire(sagaID)
@@ -218,7 +263,10 @@ func (s *MemoryStore) retire(id string) {
 	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
 		return
 	}
-	now := s.cfg.Clock.Now()
+	var now time.Time
+	if s.cfg.Retention > 0 { // only retention needs the time
+		now = s.cfg.Clock.Now()
+	}
 	s.finMu.Lock()
 	defer s.finMu.Unlock()
 	s.finished = append(s.finished, finishedEntry{id: id, at: now})
@@ -319,3 +367,170 @@ func (s *MemoryStore) Close() error {
 }
 
 var errStoreClosed = ErrClosed
+
+// pack moves the events of a log that has ended into l.packed, one byte
+// slice without pointers, but for their states, which it keeps in
+// l.states: copying them would cost more than the collector's look at one
+// pointer each. Each event is its type; a byte of flags saying which of
+// step, error, At, State, signal, dedup key and payload it has; its
+// attempt; its time, as Unix seconds and nanoseconds; and the fields its
+// flags name, as lengths and bytes (times as seconds and nanoseconds; a
+// state as nothing, being the next of l.states). Times come back in the
+// location of the log's first event, without a monotonic clock reading; a
+// log whose times are in several locations is left as it is.
+func (l *memLog) pack() {
+	loc := l.events[0].time.Location()
+	b := packScratch.Get().(*[]byte)
+	p := (*b)[:0]
+	states := 0
+	for i := range l.events {
+		if l.events[i].state != nil {
+			states++
+		}
+	}
+	kept := make([]json.RawMessage, 0, states)
+	for i := range l.events {
+		m := &l.events[i]
+		var r memRare
+		if m.rare != nil {
+			r = *m.rare
+		}
+		at := r.at
+		if i == 0 {
+			at = l.startAt
+		}
+		if m.time.Location() != loc || (!at.IsZero() && at.Location() != loc) {
+			*b = p
+			packScratch.Put(b)
+			return
+		}
+		var flags byte
+		for bit, has := range [...]bool{m.step != "", r.err != "", !at.IsZero(), m.state != nil,
+			r.signal != "", r.dedupKey != "", r.payload != nil} {
+			if has {
+				flags |= 1 << bit
+			}
+		}
+		attempt := int64(m.attempt)
+		if m.attempt == bigAttempt {
+			attempt = int64(r.attempt)
+		}
+		p = append(p, byte(m.typ), flags)
+		p = binary.AppendVarint(p, attempt)
+		p = appendTime(p, m.time)
+		p = appendBytes(p, flags&1 != 0, m.step)
+		p = appendBytes(p, flags&2 != 0, r.err)
+		if flags&4 != 0 {
+			p = appendTime(p, at)
+		}
+		if flags&8 != 0 {
+			kept = append(kept, m.state)
+		}
+		p = appendBytes(p, flags&16 != 0, r.signal)
+		p = appendBytes(p, flags&32 != 0, r.dedupKey)
+		p = appendBytes(p, flags&64 != 0, r.payload)
+	}
+	l.packed, l.states, l.loc = bytes.Clone(p), kept, loc
+	freeEvents(l.events)
+	l.events, l.startAt = nil, time.Time{}
+	if cap(p) <= 64<<10 {
+		*b = p
+		packScratch.Put(b)
+	}
+}
+
+// spareEvents holds the event arrays of packed logs, for new logs: packing
+// copies everything out of them but the states, which it keeps by
+// reference, so a new log can have the array, cleared, instead of
+// allocating one.
+var spareEvents = sync.Pool{New: func() any { return new([memFirst]memEvent) }}
+
+// newEvents returns an empty slice with room for n events, and memFirst at
+// least.
+func newEvents(n int) []memEvent {
+	if n > memFirst {
+		return make([]memEvent, 0, n)
+	}
+	return spareEvents.Get().(*[memFirst]memEvent)[:0]
+}
+
+// freeEvents gives the slice of a packed log to newEvents, if it is one
+// that newEvents made.
+func freeEvents(events []memEvent) {
+	if cap(events) != memFirst {
+		return
+	}
+	a := (*[memFirst]memEvent)(events[:memFirst])
+	clear(a[:])
+	spareEvents.Put(a)
+}
+
+// packScratch holds buffers that logs are packed into before they are
+// copied out at their size.
+var packScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+func appendTime(p []byte, t time.Time) []byte {
+	p = binary.AppendVarint(p, t.Unix())
+	return binary.AppendUvarint(p, uint64(t.Nanosecond()))
+}
+
+func appendBytes[T ~string | ~[]byte](p []byte, has bool, v T) []byte {
+	if !has {
+		return p
+	}
+	p = binary.AppendUvarint(p, uint64(len(v)))
+	return append(p, v...)
+}
+
+// unpack returns the events that pack packed. Payload shares the packed
+// bytes, which never change, with its capacity cut to its length.
+func (l *memLog) unpack() []Event {
+	out := make([]Event, 0, l.n)
+	loc, p, states := l.loc, l.packed, l.states
+	varint := func() int64 {
+		v, k := binary.Varint(p)
+		p = p[k:]
+		return v
+	}
+	uvarint := func() uint64 {
+		v, k := binary.Uvarint(p)
+		p = p[k:]
+		return v
+	}
+	timeOf := func() time.Time {
+		sec := varint()
+		return time.Unix(sec, int64(uvarint())).In(loc)
+	}
+	field := func(has bool) []byte {
+		if !has {
+			return nil
+		}
+		n := uvarint()
+		v := p[:n:n]
+		p = p[n:]
+		return v
+	}
+	for len(p) > 0 {
+		e := Event{SagaID: l.id, Run: l.run, Seq: uint64(len(out)) + 1, Type: EventType(p[0])}
+		flags := p[1]
+		p = p[2:]
+		e.Attempt = int(varint())
+		e.Time = timeOf()
+		e.Step = string(field(flags&1 != 0))
+		e.Error = string(field(flags&2 != 0))
+		if flags&4 != 0 {
+			e.At = timeOf()
+		}
+		if flags&8 != 0 {
+			e.State, states = states[0], states[1:]
+		}
+		e.Signal = string(field(flags&16 != 0))
+		e.DedupKey = string(field(flags&32 != 0))
+		e.Payload = field(flags&64 != 0)
+		out = append(out, e)
+	}
+	if len(out) > 0 {
+		out[0].Definition, out[0].Version = l.definition, l.version
+	}
+	return out
+}

@@ -258,3 +258,105 @@ func BenchmarkMemoryStoreAppend(b *testing.B) {
 		}
 	})
 }
+
+// A log that ends is kept in a packed form: it must read back as it was
+// written, every field, in the location of its times.
+func TestMemoryStoreFinishedLogReadsBackAsWritten(t *testing.T) {
+	t.Parallel()
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		paris = time.FixedZone("CET", 3600)
+	}
+	for name, loc := range map[string]*time.Location{"UTC": time.UTC, "Local": time.Local, "Paris": paris} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := memSetup(t, saga.MemoryConfig{})
+			at := func(sec int) time.Time { return time.Date(2025, 1, 1, 12, 0, sec, 123456789, loc) }
+			ev := func(seq uint64, typ saga.EventType) saga.Event {
+				return saga.Event{SagaID: "s", Run: "r", Seq: seq, Type: typ, Time: at(int(seq))}
+			}
+			log := []saga.Event{ev(1, saga.EventSagaStarted), ev(2, saga.EventSignalReceived), ev(3, saga.EventSignalReceived),
+				ev(4, saga.EventStepStarted), ev(5, saga.EventStepAttemptFailed), ev(6, saga.EventRetryScheduled),
+				ev(7, saga.EventStepStarted), ev(8, saga.EventStepSucceeded), ev(9, saga.EventSagaCompleted)}
+			log[0].Definition, log[0].Version, log[0].State, log[0].At = "orders", 3, []byte(`{"a":"b"}`), at(600)
+			log[1].Signal, log[1].DedupKey, log[1].Payload = "paid", "d1", []byte(`{"x":1}`)
+			log[2].Signal, log[2].Payload = "empty", []byte{}
+			log[3].Step, log[3].Attempt = "charge", 1
+			log[4].Step, log[4].Attempt, log[4].Error = "charge", 1, "card declined: ünïcode"
+			log[5].Step, log[5].Attempt, log[5].At = "charge", 1<<40, at(30)
+			log[6].Step, log[6].Attempt = "charge", -7
+			log[7].Step, log[7].Attempt, log[7].State = "charge", 2, []byte{}
+			require.NoError(t, s.Create(t.Context(), log[:1]))
+			require.NoError(t, s.Append(t.Context(), "s", 1, log[1:]))
+
+			got, err := s.Load(t.Context(), "s")
+			require.NoError(t, err)
+			require.Len(t, got, len(log))
+			for i := range log {
+				w, g := log[i], got[i]
+				assert.True(t, w.Time.Equal(g.Time), "%d: time %v, want %v", i, g.Time, w.Time)
+				assert.Equal(t, w.Time.Location().String(), g.Time.Location().String(), i)
+				assert.True(t, w.At.Equal(g.At), "%d: at %v, want %v", i, g.At, w.At)
+				assert.Equal(t, w.State == nil, g.State == nil, "%d: nil state", i)
+				assert.Equal(t, w.Payload == nil, g.Payload == nil, "%d: nil payload", i)
+				w.Time, g.Time, w.At, g.At = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+				assert.Equal(t, w, g, i)
+			}
+
+			// What Load returns may be kept, but appending to it cannot
+			// reach the store.
+			got[0].State = append(got[0].State, 'x')
+			again, err := s.Load(t.Context(), "s")
+			require.NoError(t, err)
+			assert.Equal(t, `{"a":"b"}`, string(again[0].State))
+			assert.ErrorIs(t, s.Append(t.Context(), "s", 9, []saga.Event{ev(10, saga.EventSignalReceived)}), saga.ErrFinished)
+		})
+	}
+}
+
+// A log whose times are in more than one location is kept as it is.
+func TestMemoryStoreFinishedLogWithMixedLocations(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{})
+	log := memLogOf("m", saga.EventStepStarted, saga.EventSagaCompleted)
+	log[1].Time = log[1].Time.In(time.FixedZone("X", 7200))
+	require.NoError(t, s.Create(t.Context(), log))
+	got, err := s.Load(t.Context(), "m")
+	require.NoError(t, err)
+	assert.Equal(t, log, got)
+}
+
+// BenchmarkMemoryStoreLog writes whole logs of a saga of four steps, as
+// the engine does, to a store that keeps the last 10,000 that ended.
+func BenchmarkMemoryStoreLog(b *testing.B) {
+	s := saga.NewMemoryStore(saga.MemoryConfig{MaxFinished: 10_000})
+	b.Cleanup(func() { _ = s.Close() })
+	state := []byte(`{"order_id":"42","customer":{"name":"Ada","email":"ada@example.com"},"total_amount":10.00,"status":"pending"}`)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			id := fmt.Sprintf("log-%d", n.Add(1))
+			log := memLogOf(id, saga.EventStepStarted)
+			log[0].State = state
+			if err := s.Create(ctx, log); err != nil {
+				b.Error(err)
+				return
+			}
+			last := uint64(2)
+			for step := range 4 {
+				batch := memAfter(id, last, saga.EventStepSucceeded, saga.EventStepStarted)
+				batch[0].State = state
+				if step == 3 {
+					batch[1].Type, batch[1].Step = saga.EventSagaCompleted, ""
+				}
+				if err := s.Append(ctx, id, last, batch); err != nil {
+					b.Error(err)
+					return
+				}
+				last += 2
+			}
+		}
+	})
+}

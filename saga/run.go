@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
@@ -24,15 +26,34 @@ const storeRetry = time.Second
 
 func (c *Coordinator[S]) work() {
 	defer c.workers.Done()
-	for {
+	for n := 1; ; n++ {
+		var inst *instance[S]
 		select {
-		case inst := <-c.ready:
-			c.advance(inst)
-		case <-c.quit:
-			return
+		case inst = <-c.ready: // while there is work, without the cost of a select on two channels
+		default:
+			select {
+			case inst = <-c.ready:
+			case <-c.quit:
+				return
+			}
+		}
+		c.advance(inst)
+		if n%yieldEvery == 0 {
+			runtime.Gosched()
 		}
 	}
 }
+
+// yieldEvery is how many instances a worker advances before it lets other
+// goroutines run. An instance that ends usually wakes a goroutine waiting
+// for it, which the Go scheduler runs only when the worker blocks, or
+// after 10ms; a busy worker that went on from instance to instance kept
+// those goroutines waiting, and while most instances ended in a
+// millisecond or two, a few waited more than 100ms. Yielding every few
+// instances lets them run within microseconds, for a little CPU (loadgen,
+// 100,000 orders: p99 100-145 -> 22 ms at the same rate of orders; up to
+// 8% more CPU per order when other processes crowd the machine).
+const yieldEvery = 4
 
 // advance runs inst until it ends or waits. Only one worker advances an
 // instance at a time: an instance is on the ready queue at most once, and
@@ -77,9 +98,10 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 			c.park(inst, inst.retryAt, "")
 			return false
 		}
-		if err := c.commit(inst, Event{Type: EventStepStarted, Step: step.Name, Attempt: inst.attempt}); err != nil {
+		if err := c.commitAt(inst, now, Event{Type: EventStepStarted, Step: step.Name, Attempt: inst.attempt}); err != nil {
 			return c.storeFailed(inst, err)
 		}
+		now = c.clock.Now() // the write may have waited for a sync
 	}
 	var payload json.RawMessage
 	var hasSignal bool
@@ -105,16 +127,24 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 
 	b := c.breakers[i]
 	if b != nil {
-		if ok, at := b.allow(now, c.delay(step.Retry, attempt)); !ok {
+		if ok, at := b.allow(now); !ok {
+			if at.IsZero() {
+				at = now.Add(c.delay(step.Retry, attempt))
+			}
 			return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt, earliest(at, deadline), ErrBreakerOpen)
 		}
 	}
-	err := c.attempt(inst, i, attempt, deadline, false, step.Action, state, payload, hasSignal)
+	var signal *json.RawMessage
+	if hasSignal {
+		p := payload // on the heap only for a step that waited for a signal
+		signal = &p
+	}
+	end, err := c.attempt(inst, i, attempt, now, deadline, false, step.Action, state, signal)
 	if c.runCtx.Err() != nil {
 		return false // abandoned by Shutdown; the log says where to resume
 	}
 	if b != nil {
-		b.record(c.clock.Now(), err != nil && !IsPermanent(err))
+		b.record(end, err != nil && !IsPermanent(err))
 	}
 
 	var raw json.RawMessage
@@ -129,7 +159,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 		if i+1 < len(c.def.steps) {
 			then = Event{Type: EventStepStarted, Step: c.def.steps[i+1].Name, Attempt: 1}
 		}
-		if err := c.commit(inst, Event{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}, then); err != nil {
+		if err := c.commitAt(inst, end, Event{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}, then); err != nil {
 			return c.storeFailed(inst, err)
 		}
 		inst.state = *state
@@ -139,7 +169,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 	if IsPermanent(err) || errors.Is(err, ErrDeadline) || attempt >= step.Retry.MaxAttempts {
 		return c.giveUp(inst, err, true)
 	}
-	at := earliest(c.clock.Now().Add(c.delay(step.Retry, attempt)), deadline)
+	at := earliest(end.Add(c.delay(step.Retry, attempt)), deadline)
 	inst.mu.Unlock()
 	return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt+1, at, err)
 }
@@ -205,16 +235,19 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 
 	b := c.breakers[j]
 	if b != nil {
-		if ok, at := b.allow(now, c.delay(step.CompensationRetry, attempt)); !ok {
+		if ok, at := b.allow(now); !ok {
+			if at.IsZero() {
+				at = now.Add(c.delay(step.CompensationRetry, attempt))
+			}
 			return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt, at, ErrBreakerOpen)
 		}
 	}
-	err := c.attempt(inst, j, attempt, time.Time{}, true, step.Compensate, state, nil, false)
+	end, err := c.attempt(inst, j, attempt, now, time.Time{}, true, step.Compensate, state, nil)
 	if c.runCtx.Err() != nil {
 		return false
 	}
 	if b != nil {
-		b.record(c.clock.Now(), err != nil && !IsPermanent(err))
+		b.record(end, err != nil && !IsPermanent(err))
 	}
 
 	inst.mu.Lock()
@@ -223,11 +256,14 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 		if merr != nil {
 			raw, state = nil, &inst.state // the undo happened; keep the last state that encodes
 		}
-		events := []Event{{Type: EventStepCompensated, Step: step.Name, Attempt: attempt, State: raw}}
+		done := Event{Type: EventStepCompensated, Step: step.Name, Attempt: attempt, State: raw}
+		var err error
 		if inst.undoBelow(j) < 0 {
-			events = append(events, Event{Type: EventSagaCompensated})
+			err = c.commitAt(inst, end, done, Event{Type: EventSagaCompensated})
+		} else {
+			err = c.commitAt(inst, end, done)
 		}
-		if err := c.commit(inst, events...); err != nil {
+		if err != nil {
 			return c.storeFailed(inst, err)
 		}
 		inst.state = *state
@@ -249,7 +285,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 		return true
 	}
 	inst.mu.Unlock()
-	at := c.clock.Now().Add(c.delay(step.CompensationRetry, attempt))
+	at := end.Add(c.delay(step.CompensationRetry, attempt))
 	return c.retryLater(inst, EventCompensationAttemptFailed, step.Name, attempt, attempt+1, at, err)
 }
 
@@ -275,33 +311,35 @@ func (c *Coordinator[S]) delay(p RetryPolicy, attempt int) time.Duration {
 	return backoff.Delay(attempt, p.InitialBackoff, p.MaxBackoff, p.Multiplier, p.Jitter, c.cfg.Rand())
 }
 
-// attempt runs one attempt of fn on state under the step's timeout (and the
-// saga deadline, if given), recovering a panic into a *PanicError.
-func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, sagaDeadline time.Time, compensating bool,
-	fn Action[S], state *S, payload json.RawMessage, hasSignal bool) error {
+// attempt runs one attempt of fn on state, starting at start, under the
+// step's timeout (and the saga deadline, if given), recovering a panic into
+// a *PanicError. It returns when the attempt ended, on the engine's clock.
+func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaDeadline time.Time, compensating bool,
+	fn Action[S], state *S, signal *json.RawMessage) (time.Time, error) {
 	step := &c.def.steps[i]
-	start := c.clock.Now()
 	deadline := start.Add(step.Timeout)
 	bySaga := !sagaDeadline.IsZero() && sagaDeadline.Before(deadline)
 	if bySaga {
 		deadline = sagaDeadline
 	}
-	sc := &stepContext{
+	ctx := &attemptCtx{parent: c.runCtx, clock: c.clock, deadline: deadline, step: stepContext{
 		info: StepInfo{
 			SagaID:         inst.id,
 			Step:           step.Name,
 			Attempt:        attempt,
-			IdempotencyKey: IdempotencyKey(inst.id, step.Name),
+			IdempotencyKey: inst.key(i),
 			Compensating:   compensating,
 		},
-		payload:   payload,
-		hasSignal: hasSignal,
-	}
-	ctx := &attemptCtx{parent: c.runCtx, clock: c.clock, deadline: deadline, step: sc}
+		signal: signal,
+	}}
 	err := call(context.Context(ctx), fn, state)
-	ctxErr := ctx.Err()
+	var ctxErr error
+	if err != nil { // why the context ended matters only to a failure
+		ctxErr = ctx.Err()
+	}
 	ctx.release()
-	if err != nil && ctxErr != nil && c.runCtx.Err() == nil && errors.Is(ctxErr, context.DeadlineExceeded) {
+	end := c.clock.Now()
+	if ctxErr != nil && c.runCtx.Err() == nil && errors.Is(ctxErr, context.DeadlineExceeded) {
 		if bySaga {
 			err = fmt.Errorf("%w: %w", ErrDeadline, err)
 		} else {
@@ -309,12 +347,12 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, sagaDeadline
 		}
 	}
 	if c.cfg.Hooks.OnAttempt != nil {
-		c.cfg.Hooks.OnAttempt(sc.info, c.clock.Now().Sub(start), err)
+		c.cfg.Hooks.OnAttempt(ctx.step.info, end.Sub(start), err)
 	}
 	if err != nil && c.runCtx.Err() == nil {
-		c.logAttemptFailure(&sc.info, err)
+		c.logAttemptFailure(&ctx.step.info, err)
 	}
-	return err
+	return end, err
 }
 
 // call runs fn, turning a panic into a *PanicError.
@@ -352,15 +390,41 @@ func (c *Coordinator[S]) stamp(inst *instance[S], events []Event, now time.Time)
 	}
 }
 
-// commit appends events to inst's log, folds them in and publishes them. It
-// expects inst.mu held. A transition the status table forbids is refused
-// before anything is written.
+// commit appends events to inst's log, folds them in and publishes them,
+// stamped with the time now. It expects inst.mu held. A transition the
+// status table forbids is refused before anything is written.
 func (c *Coordinator[S]) commit(inst *instance[S], given ...Event) error {
-	// Copy into the instance's batch, so that given need not escape: the
-	// store keeps copies, never the slice.
-	events := append(inst.batch[:0], given...)
-	inst.batch = events[:0]
-	c.stamp(inst, events, c.clock.Now())
+	return c.commitAt(inst, c.clock.Now(), given...)
+}
+
+// batches recycles the slices that events are copied into on their way to
+// the store, so that neither they nor the callers' variadic arrays are
+// allocated per write: a store keeps copies of the events, never the slice
+// (see Store), and subscribers and hooks get copies too.
+var batches = sync.Pool{New: func() any { return new([]Event) }}
+
+// getBatch returns an empty slice from batches; putBatch gives it back.
+func getBatch() *[]Event { return batches.Get().(*[]Event) }
+
+func putBatch(p *[]Event, events []Event) {
+	clear(events) // let go of the states and strings they share
+	*p = events[:0]
+	batches.Put(p)
+}
+
+// commitAt is commit with the events stamped at now, a time the caller has
+// just read from the clock.
+func (c *Coordinator[S]) commitAt(inst *instance[S], now time.Time, given ...Event) error {
+	p := getBatch()
+	events := append(*p, given...)
+	err := c.record(inst, now, events)
+	putBatch(p, events)
+	return err
+}
+
+// record does commitAt's work on events, which it may stamp.
+func (c *Coordinator[S]) record(inst *instance[S], now time.Time, events []Event) error {
+	c.stamp(inst, events, now)
 	if err := inst.check(events); err != nil {
 		c.log.LogAttrs(c.runCtx, slog.LevelError, "saga: refused invalid transition",
 			slog.String("saga_id", inst.id), slog.Any("error", err))

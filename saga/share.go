@@ -68,7 +68,9 @@ func (c *Coordinator[S]) offer(ctx context.Context, id string, raw []byte, deadl
 	inst := &instance[S]{progress: newProgress(c.def)}
 	inst.id, inst.run = id, c.cfg.NewID()
 	now := c.clock.Now()
-	events := c.startEvents(raw, deadline, now)
+	batch := getBatch()
+	events := c.startEvents(*batch, raw, deadline, now)
+	defer putBatch(batch, events)
 	c.stamp(inst, events, now)
 	if err := c.claimer.Offer(ctx, events); err != nil {
 		return err

@@ -1,0 +1,192 @@
+package orderflow
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/clock"
+)
+
+type testRecord struct {
+	n    int
+	text span
+}
+
+func setupMemo(t *testing.T, keep time.Duration) (*memo[testRecord], *clock.Fake) {
+	t.Helper()
+	clk := clock.NewFake(time.Time{})
+	m := newMemo[testRecord](keep, clk)
+	return &m, clk
+}
+
+func addRecord(m *memo[testRecord], key string, n int) {
+	i, r := m.add(key)
+	r.n = n
+	r.text = m.put(i, "text of "+key)
+}
+
+// assertRemembers checks which keys m finds, with their records.
+func assertRemembers(t *testing.T, m *memo[testRecord], want map[string]bool) {
+	t.Helper()
+	for key, ok := range want {
+		n, found := m.find(key)
+		if !assert.Equal(t, ok, found, "find(%q)", key) || !ok {
+			continue
+		}
+		assert.Equal(t, "text of "+key, m.str(n, m.record(n).val.text), key)
+		assert.Equal(t, m.get(key), &m.record(n).val)
+	}
+}
+
+func TestMemoFindsWhatItWasGiven(t *testing.T) {
+	t.Parallel()
+	m, _ := setupMemo(t, 0)
+	const n = 3*chunkRecords + 7 // several chunks
+	for i := range n {
+		addRecord(m, "k"+strconv.Itoa(i), i)
+	}
+	assert.Equal(t, n, m.len())
+	for i := range n {
+		r := m.get("k" + strconv.Itoa(i))
+		require.NotNil(t, r, i)
+		assert.Equal(t, i, r.n)
+	}
+	assert.Nil(t, m.get("k"+strconv.Itoa(n)))
+	assert.Nil(t, m.get(""))
+
+	var keys []string
+	m.each(func(n uint64, key string, r *testRecord) {
+		assert.Equal(t, "text of "+key, m.str(n, r.text))
+		keys = append(keys, key)
+	})
+	require.Len(t, keys, n)
+	assert.Equal(t, "k0", keys[0], "oldest first")
+	assert.Equal(t, "k"+strconv.Itoa(n-1), keys[n-1])
+}
+
+func TestMemoForgetsPastItsWindowOldestFirst(t *testing.T) {
+	t.Parallel()
+	m, clk := setupMemo(t, time.Minute)
+	for i := range 2 * chunkRecords {
+		addRecord(m, "old"+strconv.Itoa(i), i)
+	}
+	clk.Advance(30 * time.Second)
+	addRecord(m, "mid", 0)
+	clk.Advance(30 * time.Second) // old* are a minute old: not yet past it
+	addRecord(m, "new", 0)
+	assertRemembers(t, m, map[string]bool{"old0": true, "mid": true, "new": true})
+
+	clk.Advance(time.Nanosecond) // past it for old*, whose chunks go
+	addRecord(m, "newer", 0)
+	assertRemembers(t, m, map[string]bool{"old0": false, "old2047": false, "mid": true, "new": true, "newer": true})
+	assert.Equal(t, 3, m.len())
+	assert.Len(t, m.chunks, 1)
+
+	// A forgotten key may be recorded again, as a new record.
+	addRecord(m, "old0", 7)
+	assert.Equal(t, 7, m.get("old0").n)
+
+	clk.Advance(time.Hour)
+	addRecord(m, "last", 0)
+	assertRemembers(t, m, map[string]bool{"mid": false, "new": false, "newer": false, "old0": false, "last": true})
+	assert.Equal(t, 1, m.len())
+}
+
+func TestMemoKeepsKeysWhoseHashesClash(t *testing.T) {
+	t.Parallel()
+	m, clk := setupMemo(t, time.Minute)
+	m.bits = 3 // three hashes for many keys: most clash
+	for i := range 40 {
+		addRecord(m, "a"+strconv.Itoa(i), i)
+	}
+	for i := range 40 {
+		r := m.get("a" + strconv.Itoa(i))
+		require.NotNil(t, r, i)
+		assert.Equal(t, i, r.n)
+	}
+	assert.Nil(t, m.get("b"))
+
+	clk.Advance(2 * time.Minute)
+	for i := range 40 {
+		addRecord(m, "b"+strconv.Itoa(i), i)
+	}
+	for i := range 40 {
+		assert.Nil(t, m.get("a"+strconv.Itoa(i)), "forgotten")
+		r := m.get("b" + strconv.Itoa(i))
+		require.NotNil(t, r, i)
+		assert.Equal(t, i, r.n)
+	}
+	assert.Equal(t, 40, m.index.n, "what is forgotten leaves the index")
+}
+
+// The index against a model: random inserts and removals, many of them
+// with clashing hashes and runs that wrap around the end of the table.
+func TestMemoIndexRemovesWithoutLosingOthers(t *testing.T) {
+	t.Parallel()
+	var x memoIndex
+	model := map[memoSlot]bool{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := uint32(0)
+	for step := range 200_000 {
+		if len(model) < 600 && (len(model) == 0 || rng.IntN(2) == 0) {
+			h := uint32(1023 - rng.IntN(8)) // near the end of a 1,024-slot table
+			if rng.IntN(4) == 0 {
+				h = uint32(1 + rng.IntN(1<<20))
+			}
+			n++
+			x.insert(h, n)
+			model[memoSlot{h, n}] = true
+		} else {
+			for sl := range model { // any one
+				x.remove(sl.hash, sl.n)
+				delete(model, sl)
+				break
+			}
+		}
+		if step%997 == 0 {
+			require.Equal(t, len(model), x.n)
+			for sl := range model {
+				require.True(t, x.has(sl), "step %d lost %v", step, sl)
+			}
+		}
+	}
+}
+
+// has reports whether the entry is where a lookup finds it: on the run of
+// occupied slots that starts at its hash's home.
+func (x *memoIndex) has(want memoSlot) bool {
+	for i := want.hash & x.mask; x.slots[i].hash != 0; i = (i + 1) & x.mask {
+		if x.slots[i] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkMemo records a new key per operation, as a service does, in a
+// memo that remembers the last 100,000, forgetting one per operation.
+func BenchmarkMemo(b *testing.B) {
+	clk := clock.NewFake(time.Time{})
+	m := newMemo[testRecord](100_000, clk)
+	keys := make([]string, 1<<18)
+	for i := range keys {
+		keys[i] = strconv.Itoa(i) + ".123/payment"
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		key := keys[i%len(keys)]
+		if m.get(key) != nil {
+			b.Fatal(key, "remembered")
+		}
+		n, r := m.add(key)
+		r.n, r.text = i, m.put(n, "order")
+		clk.Advance(1)
+		i++
+	}
+}
