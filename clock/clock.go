@@ -133,3 +133,17 @@ var _ Ticker = realTicker{}
 func (r realTicker) C() <-chan time.Time   { return r.t.C }
 func (r realTicker) Stop()                 { r.t.Stop() }
 func (r realTicker) Reset(d time.Duration) { r.t.Reset(positive(d)) }
+
+// AfterFuncAt calls f, as c.AfterFunc does, once c reaches t; if t has
+// passed, f runs at once (in a goroutine of its own). On a Fake the time
+// is read and the timer armed in one step, so a concurrent Advance to t
+// or beyond cannot make the call late; on other clocks the wait is
+// t - c.Now().
+func AfterFuncAt(c Clock, t time.Time, f func()) Timer {
+	if at, ok := c.(interface {
+		AfterFuncAt(t time.Time, f func()) Timer
+	}); ok {
+		return at.AfterFuncAt(t, f)
+	}
+	return c.AfterFunc(t.Sub(c.Now()), f)
+}

@@ -69,12 +69,12 @@ func WithDeadline(parent context.Context, c Clock, deadline time.Time) (context.
 	dc := &deadlineCtx{Context: parent, deadline: deadline, done: make(chan struct{})}
 	if err := parent.Err(); err != nil {
 		dc.cancel(err)
-	} else if wait := deadline.Sub(c.Now()); wait <= 0 {
+	} else if !deadline.After(c.Now()) {
 		dc.cancel(context.DeadlineExceeded)
 	} else {
 		// Hold the lock so that neither callback sees the fields unset.
 		dc.mu.Lock()
-		dc.timer = c.AfterFunc(wait, func() { dc.cancel(context.DeadlineExceeded) })
+		dc.timer = AfterFuncAt(c, deadline, func() { dc.cancel(context.DeadlineExceeded) })
 		dc.stopParent = context.AfterFunc(parent, func() { dc.cancel(parent.Err()) })
 		dc.mu.Unlock()
 	}

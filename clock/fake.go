@@ -99,6 +99,24 @@ func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
 	return t
 }
 
+// AfterFuncAt is AfterFunc with the time to fire given, not the wait: it
+// reads the fake's time and arms the timer under one lock, so that an
+// Advance running at the same moment cannot push the call past t. If t is
+// not after Now(), fn runs at once in a new goroutine.
+func (f *Fake) AfterFuncAt(t time.Time, fn func()) Timer {
+	if fn == nil {
+		fn = func() {}
+	}
+	timer := &fakeTimer{f: f, fn: fn, index: -1}
+	f.lock()
+	run := f.armLocked(timer, t.Sub(f.now))
+	f.mu.Unlock()
+	if run {
+		go fn()
+	}
+	return timer
+}
+
 // NewTicker returns a Ticker that ticks every d of fake time, starting at
 // Now()+d. d <= 0 is treated as 1ns. When Advance crosses several periods,
 // each period fires in order (dropping ticks that find the channel full).

@@ -740,3 +740,48 @@ func BenchmarkFakeAdvance(b *testing.B) {
 		})
 	}
 }
+
+// onlyAfterFunc hides a Fake's AfterFuncAt, as a Clock of the caller's own
+// would not have one.
+type onlyAfterFunc struct{ clock.Clock }
+
+func TestAfterFuncAtFiresAtTheGivenTime(t *testing.T) {
+	for name, wrap := range map[string]func(*clock.Fake) clock.Clock{
+		"fake":        func(f *clock.Fake) clock.Clock { return f },
+		"other clock": func(f *clock.Fake) clock.Clock { return onlyAfterFunc{f} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := clock.NewFake(start)
+			c := wrap(f)
+			fired := make(chan time.Time, 2)
+			clock.AfterFuncAt(c, start.Add(time.Second), func() { fired <- f.Now() })
+			f.Advance(time.Second - 1)
+			assert.Empty(t, fired, "before its time")
+			f.Advance(1)
+			assert.Equal(t, start.Add(time.Second), <-fired, "at its time")
+
+			clock.AfterFuncAt(c, start, func() { fired <- f.Now() })
+			assert.Equal(t, start.Add(time.Second), <-fired, "a time passed fires at once")
+
+			timer := clock.AfterFuncAt(c, f.Now().Add(time.Minute), func() { fired <- f.Now() })
+			assert.True(t, timer.Stop(), "stopped before it fired")
+			f.Advance(time.Hour)
+			assert.Empty(t, fired)
+		})
+	}
+}
+
+// A Fake arms the timer at the time given even while another goroutine
+// advances it: the call is never late.
+func TestAfterFuncAtIsNeverLateOnAFake(t *testing.T) {
+	for range 200 {
+		f := clock.NewFake(start)
+		at := start.Add(time.Second)
+		fired := make(chan time.Time, 1)
+		var wg sync.WaitGroup
+		wg.Go(func() { f.Advance(time.Second) })
+		clock.AfterFuncAt(f, at, func() { fired <- f.Now() })
+		wg.Wait()
+		assert.Equal(t, at, <-fired)
+	}
+}

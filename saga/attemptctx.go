@@ -68,7 +68,7 @@ func (a *attemptCtx) Done() <-chan struct{} {
 		close(w.done)
 		return w.done
 	}
-	w.timer = a.clock.AfterFunc(a.deadline.Sub(a.clock.Now()), func() { a.end(context.DeadlineExceeded) })
+	w.timer = clock.AfterFuncAt(a.clock, a.deadline, func() { a.end(context.DeadlineExceeded) })
 	w.stopParent = context.AfterFunc(a.parent, func() { a.end(a.parent.Err()) })
 	return w.done
 }

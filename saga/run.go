@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/internal/backoff"
 )
 
@@ -490,7 +491,7 @@ func (c *Coordinator[S]) park(inst *instance[S], until time.Time, signal string)
 	// taking inst.mu for each: a timer armed here after that would outlive
 	// it.
 	if !until.IsZero() && !c.halted.Load() {
-		inst.timer = c.clock.AfterFunc(until.Sub(c.clock.Now()), func() { c.wake(inst, "") })
+		inst.timer = clock.AfterFuncAt(c.clock, until, func() { c.wake(inst, "") })
 	}
 	inst.mu.Unlock()
 }
