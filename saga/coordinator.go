@@ -429,7 +429,7 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 		id = c.cfg.NewID()
 	}
 	if c.shouldOffer() {
-		if err := c.offer(ctx, id, raw, o.deadline); err != nil {
+		if err := c.offer(ctx, inst, id, raw, o.deadline); err != nil {
 			return "", err
 		}
 		return id, nil

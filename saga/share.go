@@ -62,10 +62,10 @@ func (c *Coordinator[S]) shouldOffer() bool {
 	return c.sharing.waiting.Load() < int64(c.cfg.MaxInFlight)
 }
 
-// offer stores a new instance for whichever process claims it first, and
-// tells this process's subscribers and hooks of its first events.
-func (c *Coordinator[S]) offer(ctx context.Context, id string, raw []byte, deadline time.Time) error {
-	inst := &instance[S]{progress: newProgress(c.def)}
+// offer stores new instance inst for whichever process claims it first,
+// and tells this process's subscribers and hooks of its first events. inst
+// is not run here.
+func (c *Coordinator[S]) offer(ctx context.Context, inst *instance[S], id string, raw []byte, deadline time.Time) error {
 	inst.id, inst.run = id, c.cfg.NewID()
 	now := c.clock.Now()
 	batch := getBatch()

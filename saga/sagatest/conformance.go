@@ -970,6 +970,22 @@ func testClosed(t *testing.T, s saga.Store, _ Capabilities) {
 	_, err = s.Unfinished(ctx, "orders")
 	assert.ErrorIs(t, err, saga.ErrClosed, "Unfinished after Close")
 	assert.ErrorIs(t, s.Ping(ctx), saga.ErrClosed, "Ping after Close")
+
+	c, ok := s.(saga.Claimer)
+	if !ok {
+		return
+	}
+	assert.ErrorIs(t, c.Offer(ctx, newLog("order-3", "orders")), saga.ErrClosed, "Offer after Close")
+	_, err = c.Census(ctx, "orders")
+	assert.ErrorIs(t, err, saga.ErrClosed, "Census after Close")
+	assert.ErrorIs(t, c.Leave(ctx, "orders"), saga.ErrClosed, "Leave after Close")
+	_, err = c.Claim(ctx, "orders", 10)
+	assert.ErrorIs(t, err, saga.ErrClosed, "Claim after Close")
+	assert.ErrorIs(t, c.Release(ctx, []string{"order-1"}), saga.ErrClosed, "Release after Close")
+	assert.ErrorIs(t, c.Forward(ctx, saga.ForwardedSignal{SagaID: "order-1", Name: "paid"}), saga.ErrClosed, "Forward after Close")
+	_, err = c.Inbox(ctx, "orders", 10)
+	assert.ErrorIs(t, err, saga.ErrClosed, "Inbox after Close")
+	assert.ErrorIs(t, c.Delivered(ctx, []int64{1}), saga.ErrClosed, "Delivered after Close")
 }
 
 // durable skips the test unless the store can be reopened.
