@@ -24,6 +24,12 @@ type InventoryConfig struct {
 	// as the undo of an operation that never happened, so keep it well
 	// beyond the time any order can take to finish. Defaults to 0: forever.
 	KeepFor time.Duration
+	// KeepLast, when positive, is how many operations the service
+	// remembers at most: each new one makes it forget the oldest beyond
+	// that number, with the same effect as KeepFor. Keep it well above
+	// the operations that can start while one order runs. Defaults to 0:
+	// no limit.
+	KeepLast int
 }
 
 // InventoryService is an in-memory Inventory and ProductCatalog: products
@@ -84,7 +90,7 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 		Faults:       Faults{clock: cfg.Clock},
 		enforce:      cfg.EnforceCatalog,
 		products:     make(map[string]int32),
-		reservations: newMemo[reservationRecord](cfg.KeepFor, cfg.Clock),
+		reservations: newMemo[reservationRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
 }
 

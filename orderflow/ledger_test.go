@@ -172,6 +172,58 @@ func TestServicesForgetKeysAfterKeepFor(t *testing.T) {
 	assert.Len(t, forever.Charges(), 2, "KeepFor 0 remembers forever")
 }
 
+func TestServicesForgetKeysBeyondKeepLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pay := orderflow.NewPaymentService(orderflow.PaymentConfig{KeepLast: 2})
+	inv := orderflow.NewInventoryService(orderflow.InventoryConfig{KeepLast: 2})
+	ship := orderflow.NewShippingService(orderflow.ShippingConfig{KeepLast: 2})
+	items := []orderflow.Item{{Name: "pen", Price: 100, Quantity: 1}}
+	book := func(key string) {
+		t.Helper()
+		_, err := pay.Charge(ctx, chargeReq(key, "ada@example.com", 100))
+		require.NoError(t, err)
+		_, err = inv.Reserve(ctx, orderflow.ReserveRequest{Key: key, Items: items})
+		require.NoError(t, err)
+		_, err = ship.CreateShipment(ctx, orderflow.ShipmentRequest{Key: key})
+		require.NoError(t, err)
+	}
+
+	book("a")
+	first, err := pay.Charge(ctx, chargeReq("a", "ada@example.com", 100))
+	require.NoError(t, err)
+	book("b")
+	again, err := pay.Charge(ctx, chargeReq("a", "ada@example.com", 100))
+	require.NoError(t, err)
+	assert.Equal(t, first, again, "within the last two: still deduplicated")
+
+	book("c") // the third key pushes the first out
+	for _, keys := range [][]string{
+		keysOf(pay.Charges(), func(c orderflow.Charge) string { return c.Key }),
+		keysOf(inv.Reservations(), func(r orderflow.Reservation) string { return r.Key }),
+		keysOf(ship.Shipments(), func(s orderflow.Shipment) string { return s.Key }),
+	} {
+		assert.ElementsMatch(t, []string{"b", "c"}, keys)
+	}
+	_, used := pay.Credit("ada@example.com")
+	assert.Equal(t, orderflow.Money(300), used, "forgetting a key keeps the credit it used")
+
+	// An undo of a forgotten key finds nothing to undo: it voids the key.
+	require.NoError(t, pay.Refund(ctx, orderflow.UndoRequest{Key: "a"}))
+	_, used = pay.Credit("ada@example.com")
+	assert.Equal(t, orderflow.Money(300), used)
+	_, err = pay.Charge(ctx, chargeReq("a", "ada@example.com", 100))
+	assert.ErrorIs(t, err, orderflow.ErrVoided)
+}
+
+func keysOf[T any](records []T, key func(T) string) []string {
+	var keys []string
+	for _, r := range records {
+		keys = append(keys, key(r))
+	}
+	return keys
+}
+
 // The files of services written before stay readable, and new ones are
 // written the same way: every kind of change, as a line of the file.
 func TestServiceFilesKeepTheirFormat(t *testing.T) {

@@ -2,15 +2,17 @@ package orderflow
 
 import (
 	"hash/maphash"
+	"math"
 	"time"
 
 	"github.com/sagaflow/sagaflow/clock"
 )
 
 // memo is what a bundled service remembers of its operations: a record of
-// type R for each idempotency key, forgotten once it is older than the
-// service's KeepFor, oldest first, so that the service's memory follows the
-// orders in flight rather than every order ever placed.
+// type R for each idempotency key, forgotten oldest first once it is older
+// than the service's KeepFor or more than KeepLast records came after it,
+// so that the service's memory follows the orders in flight rather than
+// every order ever placed.
 //
 // A busy service remembers hundreds of thousands of operations, so a memo
 // keeps no Go pointer per record and the garbage collector has nothing in
@@ -20,7 +22,8 @@ import (
 // finds a key's record by a hash of the key. It is not safe for concurrent
 // use: the service's lock guards it.
 type memo[R any] struct {
-	keep    time.Duration // 0: remember forever
+	keep    time.Duration // 0: no limit in time
+	last    uint64        // most records remembered; 0: no limit
 	clock   clock.Clock
 	epoch   time.Time // record times are nanoseconds since then
 	started bool      // epoch is set
@@ -52,8 +55,10 @@ type memoRecord[R any] struct {
 // span is text of a record: where it is in its chunk's bytes.
 type span struct{ off, n uint32 }
 
-func newMemo[R any](keep time.Duration, clk clock.Clock) memo[R] {
-	return memo[R]{keep: keep, clock: clk, seed: maphash.MakeSeed(), bits: ^uint32(0)}
+// newMemo returns a memo that remembers records for keep and at most the
+// last of them; zero or less means no limit.
+func newMemo[R any](keep time.Duration, last int, clk clock.Clock) memo[R] {
+	return memo[R]{keep: keep, last: uint64(max(last, 0)), clock: clk, seed: maphash.MakeSeed(), bits: ^uint32(0)}
 }
 
 func (m *memo[R]) record(n uint64) *memoRecord[R] {
@@ -101,18 +106,20 @@ func (m *memo[R]) get(key string) *R {
 }
 
 // add makes a record for key, which must have none, forgets the records
-// that have outlived the window, and returns the new record's number and
-// its value to fill in (valid until the next add).
+// beyond the limits, and returns the new record's number and its value to
+// fill in (valid until the next add).
 func (m *memo[R]) add(key string) (uint64, *R) {
 	var at int64
+	before := int64(math.MinInt64) // forget nothing by age
 	if m.keep > 0 {
 		now := m.clock.Now()
 		if !m.started {
 			m.epoch, m.started = now, true
 		}
 		at = int64(now.Sub(m.epoch))
-		m.forget(at - int64(m.keep))
+		before = at - int64(m.keep)
 	}
+	m.forget(before)
 	n := m.next
 	if n-m.base == uint64(len(m.chunks))*chunkRecords {
 		size := 32 * chunkRecords // room for the text of a chunk like the last
@@ -128,12 +135,13 @@ func (m *memo[R]) add(key string) (uint64, *R) {
 	return n, &r.val
 }
 
-// forget drops the records made before the time before, and the chunks
+// forget drops, oldest first, the records made before the time before and
+// those beyond the last m.last but for room for one more, and the chunks
 // they leave empty.
 func (m *memo[R]) forget(before int64) {
 	for m.head < m.next {
 		r := m.record(m.head)
-		if r.at >= before {
+		if r.at >= before && (m.last == 0 || m.next-m.head < m.last) {
 			break
 		}
 		key := m.chunk(m.head).text[r.key.off : r.key.off+r.key.n]

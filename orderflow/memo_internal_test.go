@@ -17,10 +17,10 @@ type testRecord struct {
 	text span
 }
 
-func setupMemo(t *testing.T, keep time.Duration) (*memo[testRecord], *clock.Fake) {
+func setupMemo(t *testing.T, keep time.Duration, last int) (*memo[testRecord], *clock.Fake) {
 	t.Helper()
 	clk := clock.NewFake(time.Time{})
-	m := newMemo[testRecord](keep, clk)
+	m := newMemo[testRecord](keep, last, clk)
 	return &m, clk
 }
 
@@ -45,7 +45,7 @@ func assertRemembers(t *testing.T, m *memo[testRecord], want map[string]bool) {
 
 func TestMemoFindsWhatItWasGiven(t *testing.T) {
 	t.Parallel()
-	m, _ := setupMemo(t, 0)
+	m, _ := setupMemo(t, 0, 0)
 	const n = 3*chunkRecords + 7 // several chunks
 	for i := range n {
 		addRecord(m, "k"+strconv.Itoa(i), i)
@@ -71,7 +71,7 @@ func TestMemoFindsWhatItWasGiven(t *testing.T) {
 
 func TestMemoForgetsPastItsWindowOldestFirst(t *testing.T) {
 	t.Parallel()
-	m, clk := setupMemo(t, time.Minute)
+	m, clk := setupMemo(t, time.Minute, 0)
 	for i := range 2 * chunkRecords {
 		addRecord(m, "old"+strconv.Itoa(i), i)
 	}
@@ -97,9 +97,50 @@ func TestMemoForgetsPastItsWindowOldestFirst(t *testing.T) {
 	assert.Equal(t, 1, m.len())
 }
 
+func TestMemoForgetsBeyondItsLastOldestFirst(t *testing.T) {
+	t.Parallel()
+	m, _ := setupMemo(t, 0, chunkRecords+2)
+	for i := range chunkRecords + 2 {
+		addRecord(m, "k"+strconv.Itoa(i), i)
+	}
+	assert.Equal(t, chunkRecords+2, m.len(), "at the limit, nothing is forgotten")
+	assertRemembers(t, m, map[string]bool{"k0": true, "k1": true})
+
+	addRecord(m, "a", 0)
+	assert.Equal(t, chunkRecords+2, m.len())
+	assertRemembers(t, m, map[string]bool{"k0": false, "k1": true, "a": true})
+
+	for i := range chunkRecords {
+		addRecord(m, "b"+strconv.Itoa(i), i)
+	}
+	assert.Equal(t, chunkRecords+2, m.len())
+	assertRemembers(t, m, map[string]bool{"k1": false, "k1025": true, "a": true, "b0": true, "b1023": true})
+	assert.Len(t, m.chunks, 2, "the first chunk, all forgotten, went")
+	assert.Equal(t, chunkRecords+2, m.index.n, "what is forgotten leaves the index")
+
+	// A forgotten key may be recorded again, as a new record.
+	addRecord(m, "k0", 7)
+	assert.Equal(t, 7, m.get("k0").n)
+	assert.Nil(t, m.get("k1025"))
+}
+
+func TestMemoForgetsByWhicheverLimitComesFirst(t *testing.T) {
+	t.Parallel()
+	m, clk := setupMemo(t, time.Minute, 3)
+	for _, k := range []string{"a", "b", "c", "d"} {
+		addRecord(m, k, 0)
+	}
+	assertRemembers(t, m, map[string]bool{"a": false, "b": true, "c": true, "d": true})
+
+	clk.Advance(time.Minute + time.Nanosecond)
+	addRecord(m, "e", 0)
+	assertRemembers(t, m, map[string]bool{"b": false, "c": false, "d": false, "e": true})
+	assert.Equal(t, 1, m.len())
+}
+
 func TestMemoKeepsKeysWhoseHashesClash(t *testing.T) {
 	t.Parallel()
-	m, clk := setupMemo(t, time.Minute)
+	m, clk := setupMemo(t, time.Minute, 0)
 	m.bits = 3 // three hashes for many keys: most clash
 	for i := range 40 {
 		addRecord(m, "a"+strconv.Itoa(i), i)
@@ -172,7 +213,7 @@ func (x *memoIndex) has(want memoSlot) bool {
 // memo that remembers the last 100,000, forgetting one per operation.
 func BenchmarkMemo(b *testing.B) {
 	clk := clock.NewFake(time.Time{})
-	m := newMemo[testRecord](100_000, clk)
+	m := newMemo[testRecord](100_000, 0, clk)
 	keys := make([]string, 1<<18)
 	for i := range keys {
 		keys[i] = strconv.Itoa(i) + ".123/payment"

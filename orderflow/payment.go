@@ -23,6 +23,12 @@ type PaymentConfig struct {
 	// as the undo of an operation that never happened, so keep it well
 	// beyond the time any order can take to finish. Defaults to 0: forever.
 	KeepFor time.Duration
+	// KeepLast, when positive, is how many operations the service
+	// remembers at most: each new one makes it forget the oldest beyond
+	// that number, with the same effect as KeepFor. Keep it well above
+	// the operations that can start while one order runs. Defaults to 0:
+	// no limit.
+	KeepLast int
 }
 
 // PaymentService is an in-memory PaymentGateway and CustomerDirectory that
@@ -87,7 +93,7 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 		Faults:              Faults{clock: cfg.Clock},
 		requireRegistration: cfg.RequireRegistration,
 		accounts:            make(map[string]int32),
-		charges:             newMemo[chargeRecord](cfg.KeepFor, cfg.Clock),
+		charges:             newMemo[chargeRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
 }
 

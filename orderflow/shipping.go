@@ -19,6 +19,12 @@ type ShippingConfig struct {
 	// as the undo of an operation that never happened, so keep it well
 	// beyond the time any order can take to finish. Defaults to 0: forever.
 	KeepFor time.Duration
+	// KeepLast, when positive, is how many operations the service
+	// remembers at most: each new one makes it forget the oldest beyond
+	// that number, with the same effect as KeepFor. Keep it well above
+	// the operations that can start while one order runs. Defaults to 0:
+	// no limit.
+	KeepLast int
 }
 
 // ShippingService is an in-memory Shipping: shipments are booked and
@@ -64,7 +70,7 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	}
 	return &ShippingService{
 		Faults:    Faults{clock: cfg.Clock},
-		shipments: newMemo[shipmentRecord](cfg.KeepFor, cfg.Clock),
+		shipments: newMemo[shipmentRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
 }
 
