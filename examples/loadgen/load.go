@@ -103,33 +103,48 @@ func (s failingShipping) CreateShipment(ctx context.Context, req orderflow.Shipm
 	return s.ShippingService.CreateShipment(ctx, req)
 }
 
-// keepKeys is how long the services remember an operation by its key:
-// far longer than any order of a run takes, short enough that their memory
-// follows the orders in flight, as the engine's does. An undo that comes
-// later finds nothing to undo (a refund, no charge), and the books do not
-// balance. On PostgreSQL an order can take seconds when the machine is
-// busy, so there the services remember keys for a minute.
-func (o options) keepKeys() time.Duration {
-	if o.store == "postgres" {
-		return time.Minute
-	}
-	return 2 * time.Second
+// keepLast is how many operations each service remembers by their keys:
+// an order makes one per service, so this is the orders that may start
+// while one runs before the services forget its keys. It is far more than
+// start while any order of a run takes (a few times the orders in flight),
+// and it is fixed, so that the services' memory follows the orders in
+// flight, as the engine's does, and not the orders finished. An undo that
+// comes after its key is forgotten finds nothing to undo (a refund, no
+// charge), and the books do not balance: verify says so.
+func (o options) keepLast() int {
+	return max(64*o.concurrency, 1<<16)
 }
 
-func newServices(orders int, keep time.Duration) *services {
+func newServices(orders, keepLast int) *services {
 	s := &services{
-		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{KeepFor: keep}),
-		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{KeepFor: keep}),
-		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{KeepFor: keep})},
+		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{KeepLast: keepLast}),
+		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{KeepLast: keepLast}),
+		shipping:  failingShipping{orderflow.NewShippingService(orderflow.ShippingConfig{KeepLast: keepLast})},
 		stock:     2 * orders, // enough for every order: stock never fails one
 	}
 	for p := range products {
-		_ = s.inventory.AddProduct(orderflow.Product{Name: product(p), Price: price(p), Stock: s.stock})
+		_ = s.inventory.AddProduct(orderflow.Product{Name: productNames[p], Price: price(p), Stock: s.stock})
 	}
 	return s
 }
 
-func product(p int) string        { return "product-" + strconv.Itoa(p) }
+// The names of the products and the customers' emails, made once.
+var (
+	productNames [products]string
+	emails       [customers]string
+	productIndex = map[string]int{}
+)
+
+func init() {
+	for p := range products {
+		productNames[p] = "product-" + strconv.Itoa(p)
+		productIndex[productNames[p]] = p
+	}
+	for c := range customers {
+		emails[c] = "c" + strconv.Itoa(c) + "@example.com"
+	}
+}
+
 func price(p int) orderflow.Money { return orderflow.Money(199 + 100*p) }
 
 // request is order i: one or two lines, failing at shipping for a
@@ -140,22 +155,22 @@ func request(i int, failRate float64) (orderflow.OrderRequest, bool) {
 	if fails {
 		addr = unreachable
 	}
-	items := []orderflow.Item{{Name: product(i % products), Price: price(i % products), Quantity: 1 + i%3}}
+	items := []orderflow.Item{{Name: productNames[i%products], Price: price(i % products), Quantity: 1 + i%3}}
 	if i%2 == 1 {
 		q := (i + 7) % products
 		if q != i%products {
-			items = append(items, orderflow.Item{Name: product(q), Price: price(q), Quantity: 1})
+			items = append(items, orderflow.Item{Name: productNames[q], Price: price(q), Quantity: 1})
 		}
 	}
 	return orderflow.OrderRequest{
-		Customer: orderflow.Customer{Name: "Customer", Email: "c" + strconv.Itoa(i%customers) + "@example.com", Address: addr},
+		Customer: orderflow.Customer{Name: "Customer", Email: emails[i%customers], Address: addr},
 		Items:    items,
 	}, fails
 }
 
-// runner runs one order to its end and reports how it ended.
+// runner runs one order to its end and reports how and when it ended.
 type runner interface {
-	run(ctx context.Context, client, i int) outcome
+	run(ctx context.Context, client, i int, req orderflow.OrderRequest) (outcome, time.Time)
 	close() error
 }
 
@@ -179,11 +194,11 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	clk := clock.Real()
 	// One set of services for every coordinator, as replicas of a
 	// service share its downstream services: an order may run on any.
-	svc := newServices(o.orders, o.keepKeys())
+	svc := newServices(o.orders, o.keepLast())
 	var r runner
 	var err error
 	if o.engine == "bare" {
-		r = &bare{svc: svc, rate: o.failRate}
+		r = &bare{svc: svc, clk: clk}
 	} else if r, err = newEngine(ctx, o, clk, svc); err != nil {
 		return result{}, nil, err
 	}
@@ -195,8 +210,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	if o.engine == "bare" {
 		res.Store, res.Workers = "none", 0
 	}
-	outcomes := make([]outcome, o.orders)
-	latency := make([]time.Duration, o.orders)
+	t := new(tally)
 	var next, done atomic.Int64
 	heap := newHeapSampler(clk)
 	stopProgress := progress(stderr, clk, &done, o.orders)
@@ -210,9 +224,15 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 				if i >= o.orders || ctx.Err() != nil {
 					return
 				}
+				req, fails := request(i, o.failRate)
 				t0 := clk.Now()
-				outcomes[i] = r.run(ctx, c, i)
-				latency[i] = clk.Now().Sub(t0)
+				oc, end := r.run(ctx, c, i, req)
+				if end.IsZero() { // it did not end
+					end = clk.Now()
+				}
+				// Orders handed out after this one, while it ran.
+				overlap := min(int(next.Load()), o.orders) - i - 1
+				t.record(i, req, fails, oc, end.Sub(t0), overlap)
 				done.Add(1)
 			}
 		})
@@ -242,25 +262,12 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	if pg := res.Postgres; pg != nil {
 		pg.OrdersPerRawCommit = res.OrdersPerSec / pg.RawCommitsPerSec
 	}
-	slices.Sort(latency)
-	pct := func(p float64) float64 {
-		return float64(latency[min(len(latency)-1, int(p*float64(len(latency))))]) / float64(time.Millisecond)
-	}
-	res.P50Ms, res.P95Ms, res.P99Ms = pct(0.50), pct(0.95), pct(0.99)
-	res.MaxMs = float64(latency[len(latency)-1]) / float64(time.Millisecond)
-	for _, oc := range outcomes {
-		switch oc {
-		case completed:
-			res.Completed++
-		case failed:
-			res.Failed++
-		case stuck:
-			res.Stuck++
-		default:
-			res.Lost++
-		}
-	}
-	problems := verify(o, svc, outcomes, latency[len(latency)-1])
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	res.P50Ms, res.P95Ms, res.P99Ms = ms(t.latency.quantile(0.50)), ms(t.latency.quantile(0.95)), ms(t.latency.quantile(0.99))
+	res.MaxMs = ms(t.latency.longest())
+	res.Completed, res.Failed, res.Stuck = int(t.completed.Load()), int(t.failed.Load()), int(t.stuck.Load())
+	res.Lost = o.orders - res.Completed - res.Failed - res.Stuck
+	problems := verify(o, svc, t)
 	if closeErr != nil {
 		problems = append(problems, "shutdown: "+closeErr.Error())
 	}
@@ -268,55 +275,89 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	return res, problems, nil
 }
 
-// verify checks every order's outcome against what it was meant to be,
-// and the services' books against the outcomes: credit in use is the
-// total of the completed orders, stock held is their quantities, and every
-// unit is either held or available. If the books are wrong and the slowest
-// order took longer than the services remember keys, it says so.
-func verify(o options, svc *services, outcomes []outcome, slowest time.Duration) []string {
-	var problems []string
-	wantUsed, wantHeld := map[string]orderflow.Money{}, make([]int, products)
-	wrong := 0
-	for i, oc := range outcomes {
-		req, fails := request(i, o.failRate)
-		want := completed
-		if fails {
-			want = failed
+// tally is what the orders did, taken as each ends, so that a run of a
+// million orders needs no more memory than one of a thousand: counts by
+// outcome, latencies, and the credit and stock that the completed orders
+// should hold in the services' books. It is safe for concurrent use.
+type tally struct {
+	completed, failed, stuck, ended atomic.Int64
+	latency                         histogram
+	used                            [customers]atomic.Int64 // credit in use, by customer
+	held                            [products]atomic.Int64  // units held, by product
+	overlap                         atomic.Int64            // the most orders handed out while one ran
+
+	mu     sync.Mutex
+	wrong  []string // the first few orders that ended other than they should
+	nWrong int
+}
+
+// maxWrong is how many wrong outcomes a tally describes.
+const maxWrong = 5
+
+// record takes order i, which was to fail if fails, ended oc after
+// latency, while overlap more orders were handed out.
+func (t *tally) record(i int, req orderflow.OrderRequest, fails bool, oc outcome, latency time.Duration, overlap int) {
+	t.ended.Add(1)
+	t.latency.record(latency)
+	for m := t.overlap.Load(); int64(overlap) > m && !t.overlap.CompareAndSwap(m, int64(overlap)); m = t.overlap.Load() {
+	}
+	switch oc {
+	case completed:
+		t.completed.Add(1)
+	case failed:
+		t.failed.Add(1)
+	case stuck:
+		t.stuck.Add(1)
+	}
+	want := completed
+	if fails {
+		want = failed
+	}
+	if oc != want {
+		t.mu.Lock()
+		if t.nWrong++; t.nWrong <= maxWrong {
+			t.wrong = append(t.wrong, fmt.Sprintf("order %d ended %v, want %v", i, oc, want))
 		}
-		if oc != want {
-			if wrong++; wrong <= 5 {
-				problems = append(problems, fmt.Sprintf("order %d ended %v, want %v", i, oc, want))
-			}
-			continue
-		}
-		if oc != completed {
-			continue
-		}
+		t.mu.Unlock()
+		return
+	}
+	if oc == completed {
 		for _, it := range req.Items {
-			wantUsed[req.Customer.Email] += it.Subtotal()
-			p, _ := strconv.Atoi(strings.TrimPrefix(it.Name, "product-"))
-			wantHeld[p] += it.Quantity
+			t.used[i%customers].Add(int64(it.Subtotal()))
+			t.held[productIndex[it.Name]].Add(int64(it.Quantity))
 		}
 	}
-	if wrong > 5 {
-		problems = append(problems, fmt.Sprintf("… %d orders ended wrong in all", wrong))
+}
+
+// verify checks that every order ended as it was meant to, and the
+// services' books against the orders: credit in use is the total of the
+// completed orders, stock held is their quantities, and every unit is
+// either held or available. If the books are wrong and an order ran while
+// more orders were handed out than the services remember, it says so.
+func verify(o options, svc *services, t *tally) []string {
+	problems := slices.Clone(t.wrong)
+	if t.nWrong > maxWrong {
+		problems = append(problems, fmt.Sprintf("… %d orders ended wrong in all", t.nWrong))
 	}
+	if never := o.orders - int(t.ended.Load()); never > 0 {
+		problems = append(problems, fmt.Sprintf("%d orders never ran", never))
+	}
+	books := len(problems)
 	for c := range customers {
-		email := "c" + strconv.Itoa(c) + "@example.com"
-		if _, used := svc.payment.Credit(email); used != wantUsed[email] {
-			problems = append(problems, fmt.Sprintf("%s has %v of credit in use, want %v", email, used, wantUsed[email]))
+		if _, used := svc.payment.Credit(emails[c]); used != orderflow.Money(t.used[c].Load()) {
+			problems = append(problems, fmt.Sprintf("%s has %v of credit in use, want %v", emails[c], used, orderflow.Money(t.used[c].Load())))
 		}
 	}
 	for p := range products {
-		available, held := svc.inventory.Stock(product(p))
-		if held != wantHeld[p] || available+held != svc.stock {
+		available, held := svc.inventory.Stock(productNames[p])
+		if want := int(t.held[p].Load()); held != want || available+held != svc.stock {
 			problems = append(problems, fmt.Sprintf("%s: %d available and %d held, want %d held of %d",
-				product(p), available, held, wantHeld[p], svc.stock))
+				productNames[p], available, held, want, svc.stock))
 		}
 	}
-	if keep := o.keepKeys(); len(problems) > 0 && slowest >= keep {
-		problems = append(problems, fmt.Sprintf("the slowest order took %v, and the services remember keys for %v: undos that came later found nothing to undo",
-			slowest.Round(time.Millisecond), keep))
+	if keep := o.keepLast(); len(problems) > books && t.overlap.Load() >= int64(keep) {
+		problems = append(problems, fmt.Sprintf("%d orders were handed out while one ran, and the services remember the last %d keys: undos that came later found nothing to undo",
+			t.overlap.Load(), keep))
 	}
 	return problems
 }
@@ -328,12 +369,16 @@ func (oc outcome) String() string {
 // bare runs an order with plain calls: charge, reserve, ship, and undo in
 // reverse on failure. It is the cost of the work without an engine.
 type bare struct {
-	svc  *services
-	rate float64
+	svc *services
+	clk clock.Clock
 }
 
-func (b *bare) run(ctx context.Context, _, i int) outcome {
-	req, _ := request(i, b.rate)
+func (b *bare) run(ctx context.Context, _, i int, req orderflow.OrderRequest) (outcome, time.Time) {
+	oc := b.order(ctx, i, req)
+	return oc, b.clk.Now()
+}
+
+func (b *bare) order(ctx context.Context, i int, req orderflow.OrderRequest) outcome {
 	id := "o" + strconv.Itoa(i)
 	var total orderflow.Money
 	for _, it := range req.Items {
@@ -366,8 +411,13 @@ type engine struct {
 	pg      *postgresStats // with -store postgres
 	dir     string         // a temporary journal directory to remove
 	prefix  string         // of this run's order IDs
-	waiting []chan outcome
-	rate    float64
+	waiting []chan ending  // by client
+}
+
+// ending is how an order ended, and the time of its terminal event.
+type ending struct {
+	oc outcome
+	at time.Time
 }
 
 // node is one coordinator: its System and store, and with PostgreSQL its
@@ -380,9 +430,9 @@ type node struct {
 }
 
 func newEngine(ctx context.Context, o options, clk clock.Clock, svc *services) (*engine, error) {
-	e := &engine{waiting: make([]chan outcome, o.concurrency), rate: o.failRate}
+	e := &engine{waiting: make([]chan ending, o.concurrency)}
 	for c := range e.waiting {
-		e.waiting[c] = make(chan outcome, 1)
+		e.waiting[c] = make(chan ending, 1)
 	}
 	if err := e.open(ctx, o, clk, svc); err != nil {
 		return nil, errors.Join(err, e.close())
@@ -485,8 +535,8 @@ func (e *engine) checkUnfinished(ctx context.Context) error {
 	return nil
 }
 
-// onEvent hands an order's end to the client waiting for it. Order IDs are
-// "<prefix><order>.<client>".
+// onEvent hands an order's end, with the time of its terminal event, to
+// the client waiting for it. Order IDs are "<prefix><order>.<client>".
 func (e *engine) onEvent(n *node, ev saga.Event) {
 	var oc outcome
 	switch ev.Type {
@@ -509,21 +559,23 @@ func (e *engine) onEvent(n *node, ev saga.Event) {
 		return
 	}
 	n.ran.Add(1)
-	e.waiting[c] <- oc
+	e.waiting[c] <- ending{oc, ev.Time}
 }
 
-func (e *engine) run(ctx context.Context, client, i int) outcome {
-	req, _ := request(i, e.rate)
+// run places order i and waits for its end. The time it returns is that
+// of the terminal event, so that the latency is the engine's, not the
+// time this client then waited to be scheduled.
+func (e *engine) run(ctx context.Context, client, i int, req orderflow.OrderRequest) (outcome, time.Time) {
 	req.OrderID = e.prefix + strconv.Itoa(i) + "." + strconv.Itoa(client)
 	rc, err := e.nodes[i%len(e.nodes)].sys.ProcessOrder(ctx, req)
 	if err != nil || rc.Duplicate {
-		return pending
+		return pending, time.Time{}
 	}
 	select {
-	case oc := <-e.waiting[client]:
-		return oc
+	case end := <-e.waiting[client]:
+		return end.oc, end.at
 	case <-ctx.Done():
-		return pending
+		return pending, time.Time{}
 	}
 }
 

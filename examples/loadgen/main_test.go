@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/orderflow"
 	"github.com/sagaflow/sagaflow/saga"
 	"github.com/sagaflow/sagaflow/saga/pgstore"
@@ -68,39 +69,65 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 
 func TestVerifyCatchesWrongOutcomesAndBooks(t *testing.T) {
 	t.Parallel()
-	o := options{orders: 100, failRate: 0.1}
-	svc := newServices(o.orders, o.keepKeys())
-	outcomes := make([]outcome, o.orders)
-	for i := range outcomes {
-		outcomes[i] = completed
-		if _, fails := request(i, o.failRate); fails {
-			outcomes[i] = failed
+	o := options{orders: 100, concurrency: 10, failRate: 0.1}
+	svc := newServices(o.orders, o.keepLast())
+	tallied := func(skip int, wrong outcome) *tally {
+		tl := new(tally)
+		for i := range o.orders {
+			req, fails := request(i, o.failRate)
+			oc := completed
+			if fails {
+				oc = failed
+			}
+			if i == skip {
+				oc = wrong
+			}
+			tl.record(i, req, fails, oc, time.Millisecond, 0)
 		}
+		return tl
 	}
-	problems := verify(o, svc, outcomes, time.Millisecond)
+
+	problems := verify(o, svc, tallied(-1, 0))
 	require.NotEmpty(t, problems, "the books show no charge for orders said to be completed")
 	assert.Contains(t, problems[0], "credit in use")
+	assert.NotContains(t, problems[len(problems)-1], "remember", "no order outlived the services' memory")
 
-	outcomes[3] = pending
-	problems = verify(o, svc, outcomes, time.Millisecond)
-	assert.Contains(t, problems[0], "order 3 ended lost, want completed")
+	tl := tallied(3, pending)
+	problems = verify(o, svc, tl)
+	assert.Equal(t, "order 3 ended lost, want completed", problems[0])
 
-	outcomes[3] = completed
-	// Books that do not balance after an order outlived the services'
-	// memory of keys get the likely reason.
-	problems = verify(o, svc, outcomes, 2500*time.Millisecond)
-	assert.Equal(t, "the slowest order took 2.5s, and the services remember keys for 2s: undos that came later found nothing to undo",
+	// Books that do not balance after an order ran while more orders
+	// were handed out than the services remember get the likely reason.
+	tl.record(o.orders, orderflow.OrderRequest{}, true, failed, time.Millisecond, o.keepLast())
+	problems = verify(options{orders: o.orders + 1, concurrency: o.concurrency}, svc, tl)
+	assert.Equal(t, "65536 orders were handed out while one ran, and the services remember the last 65536 keys: undos that came later found nothing to undo",
 		problems[len(problems)-1])
-	assert.Empty(t, verify(o, svc, outcomes[:0], time.Hour), "books that balance need no reason")
+
+	// Orders that never ran, as in a run interrupted, are reported.
+	problems = verify(options{orders: o.orders + 5, concurrency: o.concurrency}, svc, tallied(-1, 0))
+	assert.Contains(t, problems, "5 orders never ran")
 }
 
-func TestServicesRememberKeysLongerOnPostgres(t *testing.T) {
+func TestVerifyPassesBooksThatBalance(t *testing.T) {
 	t.Parallel()
-	for store, want := range map[string]time.Duration{
-		"memory": 2 * time.Second, "journal": 2 * time.Second, "postgres": time.Minute,
-	} {
-		assert.Equal(t, want, options{store: store}.keepKeys(), store)
+	o := options{orders: 20, concurrency: 4, failRate: 0.25}
+	svc := newServices(o.orders, o.keepLast())
+	r := &bare{svc: svc, clk: clock.Real()}
+	tl := new(tally)
+	for i := range o.orders {
+		req, fails := request(i, o.failRate)
+		oc, _ := r.run(context.Background(), 0, i, req)
+		tl.record(i, req, fails, oc, time.Millisecond, 0)
 	}
+	assert.Empty(t, verify(o, svc, tl))
+	assert.EqualValues(t, 15, tl.completed.Load())
+	assert.EqualValues(t, 5, tl.failed.Load())
+}
+
+func TestServicesRememberKeysOfManyOrdersInFlight(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, 1<<16, options{concurrency: 100}.keepLast(), "never fewer than 65,536")
+	assert.Equal(t, 64_000_000, options{concurrency: 1_000_000}.keepLast())
 }
 
 func TestBadFlags(t *testing.T) {
