@@ -213,7 +213,9 @@ type runWriter struct {
 const maxTallies = 256
 
 // newRunWriter creates the file of a run of at most capacity instances in
-// dir, and unlinks it.
+// dir, and unlinks it. The run tallies the ends of its instances by
+// stretches of width nanoseconds, or not at all if width is 0 (and then
+// its writer sets them).
 func newRunWriter(dir string, capacity int, t *spillTuning, width int64) (*runWriter, error) {
 	f, err := os.CreateTemp(dir, "finished-*.tmp")
 	if err != nil {
@@ -229,14 +231,17 @@ func newRunWriter(dir string, capacity int, t *spillTuning, width int64) (*runWr
 	if readAt == nil {
 		readAt = (*os.File).ReadAt
 	}
-	return &runWriter{
-		r:       &finRun{f: f, readAt: readAt, minEnd: math.MaxInt64, bloom: newBloom(capacity, t.bloomBits)},
-		w:       bufio.NewWriterSize(f, 256<<10),
-		size:    t.block,
-		block:   make([]byte, 4, t.block),
-		width:   max(width, 1),
-		tallies: make(map[int64]endTally),
-	}, nil
+	w := &runWriter{
+		r:     &finRun{f: f, readAt: readAt, minEnd: math.MaxInt64, bloom: newBloom(capacity, t.bloomBits)},
+		w:     bufio.NewWriterSize(f, 256<<10),
+		size:  t.block,
+		block: make([]byte, 4, t.block),
+		width: width,
+	}
+	if width > 0 {
+		w.tallies = make(map[int64]endTally)
+	}
+	return w, nil
 }
 
 // add adds an entry, whose hash must not be below the last one's.
@@ -262,6 +267,9 @@ func (w *runWriter) add(e *runEntry) error {
 	records := countLocs(e.packed)
 	r.records += records
 	r.minEnd = min(r.minEnd, e.end)
+	if w.tallies == nil {
+		return nil
+	}
 	k := e.end / w.width
 	t, seen := w.tallies[k]
 	if !seen || e.end > t.last {

@@ -273,9 +273,18 @@ func TestRunTalliesEnds(t *testing.T) {
 	for i := range 600 {
 		// Ten an hour, over 60 hours: more stretches than a run tallies.
 		d.add(orderID(i), locsFor(i, 2), base+int64(i)*6*minute)
+		if i == 299 {
+			spillAll(t, d)
+		}
 	}
 	spillAll(t, d)
-	r := d.runs[0]
+	// Merged, they add up their tallies.
+	r, err := d.merge(d.runs, nil, nil)
+	require.NoError(t, err)
+	for _, r := range d.runs {
+		require.NoError(t, r.close())
+	}
+	d.runs = []*finRun{r}
 	assert.LessOrEqual(t, len(r.ends), maxTallies)
 	total := 0
 	for _, t := range r.ends {

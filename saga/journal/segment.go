@@ -254,10 +254,10 @@ func (j *Journal) replay(n int, last bool) (int64, error) {
 		if err == nil {
 			e, err = j.check(&r)
 		}
-		if re := (*runError)(nil); errors.As(err, &re) {
-			return 0, err
-		}
 		if err != nil {
+			if re := (*runError)(nil); errors.As(err, &re) {
+				return 0, err
+			}
 			return 0, &CorruptionError{File: path, Offset: int64(off), Reason: err.Error()}
 		}
 		j.apply(&r, e, diskLoc(n, int64(off)))

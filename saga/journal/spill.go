@@ -275,7 +275,11 @@ func (d *finIndex) merge(runs []*finRun, keep func(e *runEntry) bool, stop <-cha
 	for _, r := range runs {
 		n += r.n
 	}
-	w, err := newRunWriter(d.dir, n, &d.tune, d.width)
+	width := d.width
+	if keep == nil {
+		width = 0 // the tallies of runs add up
+	}
+	w, err := newRunWriter(d.dir, n, &d.tune, width)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +297,7 @@ func (d *finIndex) merge(runs []*finRun, keep func(e *runEntry) bool, stop <-cha
 			return nil, err
 		}
 	}
+	var e runEntry
 	for k := 0; ; k++ {
 		if k%4096 == 0 {
 			select {
@@ -311,7 +316,7 @@ func (d *finIndex) merge(runs []*finRun, keep func(e *runEntry) bool, stop <-cha
 		if next < 0 {
 			break
 		}
-		e := heads[next]
+		e = heads[next]
 		if keep == nil || keep(&e) {
 			err = w.add(&e)
 		}
@@ -323,7 +328,33 @@ func (d *finIndex) merge(runs []*finRun, keep func(e *runEntry) bool, stop <-cha
 			return nil, err
 		}
 	}
-	return w.finish()
+	r, err := w.finish()
+	if r != nil && keep == nil {
+		r.ends = addTallies(runs)
+	}
+	return r, err
+}
+
+// addTallies returns the tallies of the ends of runs together: at most
+// maxTallies, adding up neighbours in time past that.
+func addTallies(runs []*finRun) []endTally {
+	var all []endTally
+	for _, r := range runs {
+		all = append(all, r.ends...)
+	}
+	slices.SortFunc(all, func(a, b endTally) int { return cmp.Compare(a.last, b.last) })
+	for len(all) > maxTallies {
+		half := all[:0]
+		for i := 0; i < len(all); i += 2 {
+			t := all[i]
+			if i+1 < len(all) {
+				t = endTally{last: all[i+1].last, records: t.records + all[i+1].records}
+			}
+			half = append(half, t)
+		}
+		all = half
+	}
+	return slices.Clip(all)
 }
 
 // pickMerge returns the newest stretch of runs, d.runs[from:to], of at
