@@ -234,26 +234,29 @@ func (d *finIndex) writeTables(tables []*finished) (*finRun, error) {
 	for _, f := range tables {
 		n += f.len()
 	}
-	refs := make([]ref, 0, n)
-	for t, f := range tables {
-		for p := range f.parts {
-			for _, e := range f.parts[p].ents {
-				refs = append(refs, ref{e, t})
-			}
-		}
-	}
-	slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.hash, b.hash) })
 	w, err := newRunWriter(d.dir, n, &d.tune, d.width)
 	if err != nil {
 		return nil, err
 	}
+	// A table's parts hold the hashes of one top byte each, in order:
+	// sorting part by part sorts them all.
+	var part []ref
 	var e runEntry
-	for _, r := range refs {
-		e.hash, e.end = r.hash, r.end
-		e.id, e.packed = tables[r.table].record(r.at)
-		if err := w.add(&e); err != nil {
-			w.abort()
-			return nil, err
+	for p := range finParts {
+		part = part[:0]
+		for t, f := range tables {
+			for _, e := range f.parts[p].ents {
+				part = append(part, ref{e, t})
+			}
+		}
+		slices.SortFunc(part, func(a, b ref) int { return cmp.Compare(a.hash, b.hash) })
+		for _, r := range part {
+			e.hash, e.end = r.hash, r.end
+			e.id, e.packed = tables[r.table].record(r.at)
+			if err := w.add(&e); err != nil {
+				w.abort()
+				return nil, err
+			}
 		}
 	}
 	return w.finish()
