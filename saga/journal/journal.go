@@ -104,10 +104,12 @@ type Options struct {
 	// CompactAfter is how many segments accumulate before the journal
 	// considers compacting them on its own. It compacts when at least
 	// half of their records belong to instances past Retention (copying
-	// the rest to drop less would cost more than it frees), and otherwise
-	// looks again once as many more segments have accumulated. Defaults
-	// to 4; negative turns automatic compaction off (Compact still
-	// compacts whatever there is to drop).
+	// the rest to drop less would cost more than it frees; for instances
+	// whose index entries are on disk it counts by 64ths of Retention,
+	// leaving out the one that straddles it), and otherwise looks again
+	// once as many more segments have accumulated. Defaults to 4;
+	// negative turns automatic compaction off (Compact still compacts
+	// whatever there is to drop).
 	CompactAfter int
 }
 
