@@ -7,7 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/saga"
 	"github.com/sagaflow/sagaflow/saga/journal"
 )
@@ -124,4 +126,48 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(len(got), err)
 		}
 	}
+}
+
+// BenchmarkFinish measures creating and finishing instances in a journal
+// that already holds many finished ones, so that each Create checks the
+// index of finished instances for a duplicate and each end adds to it: 64
+// goroutines each create an instance and append its end, over and over.
+// Writes are acknowledged without an fsync (SyncInterval on a clock that
+// never ticks), so that the index's share is not lost in the disk's.
+func BenchmarkFinish(b *testing.B) {
+	const held, workers = 300_000, 64
+	j, err := journal.Open(b.TempDir(), journal.Options{
+		Logger: quiet, Clock: clock.NewFake(t0), SyncInterval: time.Hour, CompactAfter: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	ctx := b.Context()
+	finish := func(prefix string, n int) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+					id := fmt.Sprintf("%s-%09d", prefix, i)
+					if err := j.Create(ctx, []saga.Event{startedAt(id, t0, 100)}); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := j.Append(ctx, id, 1, []saga.Event{endAt(id, 1, t0)}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	finish("held", held)
+	b.ReportAllocs()
+	b.ResetTimer()
+	finish("new", b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "instances/s")
 }

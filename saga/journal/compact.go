@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -34,6 +35,13 @@ import (
 // temporary file); a crash after it leaves a base that Open recognises as
 // superseding the rest. Load holds j.files for reading while it reads, so
 // it sees the records either all where they were or all where they went.
+//
+// The index of finished instances takes part: phase one counts the records
+// of the instances past retention from the memory tables and the runs'
+// tallies, and reads the runs that hold some to list them; phase two,
+// before the rename, rewrites the runs into one, without them and pointing
+// at the base (holding j.idx, so that the index job waits meanwhile), and
+// with the rename rebuilds the memory tables the same way.
 
 // Compact compacts the journal now and waits until it is done. It returns
 // saga.ErrClosed after Close, ErrCompacting if a compaction (possibly an
@@ -90,15 +98,30 @@ func (j *Journal) startCompaction(done chan<- error, auto bool) {
 	j.mu.Lock()
 	poison := j.poison
 	var c compaction
+	var err error
+	worth := false
 	if poison == nil {
 		c = j.plan(now)
+		worth = !auto || c.dropped > 0 && 2*c.dropped >= c.records
+		if worth {
+			err = j.done.expired(j.expired(now), c.drop)
+		}
 	}
 	j.mu.Unlock()
 	if poison != nil {
 		report(poison)
 		return
 	}
-	if auto && (c.dropped == 0 || 2*c.dropped < c.records) {
+	if err != nil {
+		j.compactNext = j.seg.n + j.opts.CompactAfter
+		if auto {
+			j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction could not read the index of finished instances",
+				slog.String("dir", j.dir), slog.Any("error", err))
+		}
+		report(fmt.Errorf("journal: compact: %w", err))
+		return
+	}
+	if !worth {
 		j.compactNext = j.seg.n + j.opts.CompactAfter
 		return
 	}
@@ -122,23 +145,25 @@ func (j *Journal) startCompaction(done chan<- error, auto bool) {
 	}()
 }
 
-// plan picks the finished instances past retention at now and counts the
-// records. It expects j.mu held.
+// plan counts the records, and those of the finished instances past
+// retention at now (of those in runs, as their tallies say: see
+// finRun.expiredRecords); the caller lists the instances in c.drop if it
+// goes ahead. It reads nothing, and expects j.mu held.
 func (j *Journal) plan(now time.Time) compaction {
 	c := compaction{drop: make(map[string]struct{})}
 	for _, e := range j.live {
 		c.records += len(e.locs) - e.pending
 	}
-	j.done.each(func(id, packed []byte, end int64) bool {
-		n := countLocs(packed)
-		c.records += n
-		if now.Sub(time.Unix(0, end)) > j.opts.Retention {
-			c.drop[string(id)] = struct{}{}
-			c.dropped += n
-		}
-		return true
-	})
+	records, dropped := j.done.count(j.expired(now))
+	c.records += records
+	c.dropped = dropped
 	return c
+}
+
+// expired returns what says, at now, whether an instance that ended at end
+// (in Unix nanoseconds) is past retention.
+func (j *Journal) expired(now time.Time) func(end int64) bool {
+	return func(end int64) bool { return now.Sub(time.Unix(0, end)) > j.opts.Retention }
 }
 
 // compacted takes the result of phase two: the new base, or 0 if it
@@ -167,13 +192,7 @@ func (j *Journal) writeBase(c *compaction) error {
 		m, err = j.copyKept(tmp, ns, c)
 	}
 	if err == nil {
-		j.files.Lock()
-		if err = os.Rename(tmp, final); err == nil {
-			j.mu.Lock()
-			j.move(c, m)
-			j.mu.Unlock()
-		}
-		j.files.Unlock()
+		err = j.rebase(tmp, final, c, m)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -351,37 +370,99 @@ func (m *moves) find(l loc) (loc, bool) {
 	return diskLoc(m.base, r.to+off-r.from), true
 }
 
-// move points the index at the records' places in the base and forgets
-// the dropped instances: it builds the index of finished instances anew.
-// It expects j.mu and j.files held.
-func (j *Journal) move(c *compaction, m *moves) {
-	moved := func(l loc) loc {
-		if l.seg() > c.old {
-			return l
-		}
-		to, ok := m.find(l)
-		if !ok {
-			m.lost++
-		}
-		return to
+// place returns where the record at l is once compaction has moved the
+// records of the segments up to old, counting those it cannot place.
+func (m *moves) place(l loc, old int) loc {
+	if l.seg() > old {
+		return l
 	}
+	to, ok := m.find(l)
+	if !ok {
+		m.lost++
+	}
+	return to
+}
+
+// rebase rewrites the runs of the index of finished instances into one,
+// without the instances of c.drop and pointing at the base, renames the
+// base from tmp to final, and then points the rest of the index at it (see
+// move). It holds j.idx throughout, so that the runs stay as they were,
+// and j.files and j.mu from the rename on. If it fails, the segments and
+// the index are as they were.
+func (j *Journal) rebase(tmp, final string, c *compaction, m *moves) error {
+	j.idx.Lock()
+	defer j.idx.Unlock()
+	j.mu.Lock()
+	old := slices.Clone(j.done.runs)
+	j.mu.Unlock()
+	var locs []loc
+	var packed []byte
+	run, err := j.done.merge(old, func(e *runEntry) bool {
+		if _, drop := c.drop[string(e.id)]; drop {
+			return false
+		}
+		locs = unpackLocs(locs[:0], e.packed)
+		for i, l := range locs {
+			locs[i] = m.place(l, c.old)
+		}
+		packed = packLocs(packed[:0], locs)
+		e.packed = packed
+		return true
+	}, nil)
+	if err != nil {
+		return err
+	}
+	j.files.Lock()
+	err = os.Rename(tmp, final)
+	if err == nil {
+		j.mu.Lock()
+		j.move(c, m, run)
+		j.mu.Unlock()
+	}
+	j.files.Unlock()
+	if err != nil {
+		if run != nil {
+			run.close()
+		}
+		return err
+	}
+	for _, r := range old {
+		r.close() // read only: nothing to lose
+	}
+	return nil
+}
+
+// move points the index at the records' places in the base and forgets
+// the dropped instances: the instances in flight and the memory tables of
+// finished ones in place, while run, which rebase rewrote from the runs,
+// replaces them. It expects j.idx, j.files and j.mu held.
+func (j *Journal) move(c *compaction, m *moves, run *finRun) {
 	for _, e := range j.live {
 		for i := range len(e.locs) - e.pending {
-			e.locs[i] = moved(e.locs[i])
+			e.locs[i] = m.place(e.locs[i], c.old)
 		}
 	}
+	d := j.done
 	kept := newFinished()
 	var locs []loc
-	j.done.each(func(id, packed []byte, end int64) bool {
-		if _, drop := c.drop[string(id)]; drop {
+	for _, f := range append(d.frozen, d.mem) {
+		f.each(func(h uint64, id, packed []byte, end int64) bool {
+			if _, drop := c.drop[string(id)]; drop {
+				return true
+			}
+			locs = unpackLocs(locs[:0], packed)
+			for i, l := range locs {
+				locs[i] = m.place(l, c.old)
+			}
+			kept.add(h, string(id), locs, end)
 			return true
-		}
-		locs = unpackLocs(locs[:0], packed)
-		for i, l := range locs {
-			locs[i] = moved(l)
-		}
-		kept.add(string(id), locs, end)
-		return true
-	})
-	j.done = kept
+		})
+	}
+	d.mem, d.frozen, d.runs = kept, nil, nil
+	if run != nil {
+		d.runs = []*finRun{run}
+	}
+	if kept.len() >= d.tune.at {
+		j.spill()
+	}
 }

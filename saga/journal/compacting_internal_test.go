@@ -109,17 +109,18 @@ func assertLoads(t *testing.T, j *Journal, logs map[string][]saga.Event) {
 }
 
 // allLocs returns the locations of every written record the index knows.
-func allLocs(j *Journal) []loc {
+func allLocs(t testing.TB, j *Journal) []loc {
+	t.Helper()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var locs []loc
 	for _, e := range j.live {
 		locs = append(locs, e.locs[:len(e.locs)-e.pending]...)
 	}
-	j.done.each(func(_, packed []byte, _ int64) bool {
+	require.NoError(t, j.done.each(func(_, packed []byte, _ int64) bool {
 		locs = unpackLocs(locs, packed)
 		return true
-	})
+	}))
 	return locs
 }
 
@@ -133,7 +134,7 @@ func TestCompactMovesRecordsIntoTheBase(t *testing.T) {
 	require.Greater(t, old, 2, "segments written")
 
 	require.NoError(t, j.Compact(t.Context()))
-	for _, l := range allLocs(j) {
+	for _, l := range allLocs(t, j) {
 		assert.Equal(t, old, l.seg(), "every record is in the base")
 	}
 	assertLoads(t, j, logs)
@@ -157,14 +158,14 @@ func TestLoadWhileCompacting(t *testing.T) {
 	j := openJournal(t, t.TempDir(), Options{Clock: clock.NewFake(codecTime), SegmentSize: 1024, CompactAfter: -1})
 	g := gateFsync(j, func(path string) bool { return strings.HasSuffix(path, ".tmp") })
 	logs := spread(t, j)
-	before := allLocs(j)
+	before := allLocs(t, j)
 
 	g.arm()
 	compacted := make(chan error, 1)
 	go func() { compacted <- j.Compact(t.Context()) }()
 	g.wait(t) // the base is written, not yet in place
 	assertLoads(t, j, logs)
-	assert.ElementsMatch(t, before, allLocs(j), "nothing has moved yet")
+	assert.ElementsMatch(t, before, allLocs(t, j), "nothing has moved yet")
 	// Writing goes on meanwhile, into the segment after the old ones.
 	require.NoError(t, j.Append(t.Context(), "i03", 4, []saga.Event{stepEvent("i03", 5)}))
 	logs["i03"] = append(logs["i03"], stepEvent("i03", 5))
@@ -173,7 +174,7 @@ func TestLoadWhileCompacting(t *testing.T) {
 	g.release()
 	require.NoError(t, <-compacted)
 	assertLoads(t, j, logs)
-	assert.NotEqual(t, before, allLocs(j), "moved")
+	assert.NotEqual(t, before, allLocs(t, j), "moved")
 }
 
 func TestCompactReportsDamage(t *testing.T) {

@@ -29,24 +29,41 @@ func open(t testing.TB, dir string, opts journal.Options) *journal.Journal {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	conformance(t, journal.Open)
+}
+
+// TestConformanceSpilling runs the suite on a journal that writes each
+// finished instance to a run at once.
+func TestConformanceSpilling(t *testing.T) {
+	t.Parallel()
+	conformance(t, func(dir string, opts journal.Options) (*journal.Journal, error) {
+		return journal.OpenSpilling(dir, opts, 1)
+	})
+}
+
+// conformance runs the store conformance suite on journals that openFn
+// opens.
+func conformance(t *testing.T, openFn func(string, journal.Options) (*journal.Journal, error)) {
 	var mu sync.Mutex
 	dirs := map[saga.Store]string{}
-	remember := func(s saga.Store, dir string) saga.Store {
+	openStore := func(t *testing.T, dir string) saga.Store {
+		j, err := openFn(dir, journal.Options{Logger: quiet})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = j.Close() })
 		mu.Lock()
 		defer mu.Unlock()
-		dirs[s] = dir
-		return s
+		dirs[j] = dir
+		return j
 	}
 	sagatest.Run(t, func(t *testing.T) saga.Store {
-		dir := t.TempDir()
-		return remember(open(t, dir, journal.Options{}), dir)
+		return openStore(t, t.TempDir())
 	}, sagatest.Capabilities{
 		Reopen: func(t *testing.T, s saga.Store) saga.Store {
 			require.NoError(t, s.Close())
 			mu.Lock()
 			dir := dirs[s]
 			mu.Unlock()
-			return remember(open(t, dir, journal.Options{}), dir)
+			return openStore(t, dir)
 		},
 	})
 }

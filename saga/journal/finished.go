@@ -2,19 +2,20 @@ package journal
 
 import (
 	"encoding/binary"
-	"hash/maphash"
 )
 
-// finished is the index of finished instances: for each, where its records
-// are and when it ended. It may hold millions (a day of finished orders at
-// the default retention), so it keeps no Go pointer per instance: saga IDs
-// and packed locations are copied into large byte chunks, and entries and
-// hash slots are flat slices of integers. The garbage collector has nothing
-// in it to scan, and an instance costs about 70 bytes. Entries are never
-// removed: compaction builds a new index of what it keeps. It is not safe
-// for concurrent use (the journal guards it with j.mu).
+// finished is a table of finished instances in memory: for each, where its
+// records are and when it ended. The index of finished instances (see
+// finIndex) adds to one such table, and writes it to a run file once it
+// holds spillTuning.at instances. It keeps no Go pointer per instance:
+// saga IDs and packed locations are copied into large byte chunks, and
+// entries and hash slots are flat slices of integers. The garbage
+// collector has nothing in it to scan, and an instance costs about 70
+// bytes. Entries are never removed. The caller hashes the IDs (with
+// finIndex.hash) and passes the hash along. It is not safe for concurrent
+// use (the journal guards it with j.mu), but once no more is added to it,
+// any number of goroutines may read it.
 type finished struct {
-	seed   maphash.Seed
 	parts  [finParts]finPart // by the top byte of the ID's hash, to grow in small steps
 	chunks [][]byte          // saga IDs and packed locations (see add)
 	n      int
@@ -32,19 +33,18 @@ type finPart struct {
 }
 
 type finEntry struct {
-	hash uint32 // the low 32 bits of the ID's hash
+	hash uint64 // the ID's hash
 	at   uint64 // its record in the chunks: chunk<<32 | offset
 	end  int64  // the time of its last event, in Unix nanoseconds
 }
 
-func newFinished() *finished { return &finished{seed: maphash.MakeSeed()} }
+func newFinished() *finished { return &finished{} }
 
 // len returns how many instances f holds.
 func (f *finished) len() int { return f.n }
 
-// find returns the entry of id, or nil.
-func (f *finished) find(id string) *finEntry {
-	h := maphash.String(f.seed, id)
+// find returns the entry of id, whose hash is h, or nil.
+func (f *finished) find(h uint64, id string) *finEntry {
 	p := &f.parts[h>>56]
 	if len(p.slots) == 0 {
 		return nil
@@ -56,7 +56,7 @@ func (f *finished) find(id string) *finEntry {
 			return nil
 		}
 		e := &p.ents[s-1]
-		if e.hash == uint32(h) {
+		if e.hash == h {
 			if key, _ := f.record(e.at); string(key) == id {
 				return e
 			}
@@ -64,13 +64,11 @@ func (f *finished) find(id string) *finEntry {
 	}
 }
 
-// has reports whether f holds id.
-func (f *finished) has(id string) bool { return f.find(id) != nil }
-
-// get returns the packed locations of id's records (see packLocs; valid
-// until f is dropped, as chunks are never rewritten) and when it ended.
-func (f *finished) get(id string) (locs []byte, end int64, ok bool) {
-	e := f.find(id)
+// get returns the packed locations of the records of id, whose hash is h
+// (see packLocs; valid as long as f, as chunks are never rewritten), and
+// when it ended.
+func (f *finished) get(h uint64, id string) (locs []byte, end int64, ok bool) {
+	e := f.find(h, id)
 	if e == nil {
 		return nil, 0, false
 	}
@@ -78,24 +76,23 @@ func (f *finished) get(id string) (locs []byte, end int64, ok bool) {
 	return locs, e.end, true
 }
 
-// add adds id, which f must not hold.
-func (f *finished) add(id string, locs []loc, end int64) {
+// add adds id, whose hash is h, which f must not hold.
+func (f *finished) add(h uint64, id string, locs []loc, end int64) {
 	var tmp [64]byte
 	packed := packLocs(tmp[:0], locs)
-	h := maphash.String(f.seed, id)
 	p := &f.parts[h>>56]
 	if 4*(len(p.ents)+1) > 3*len(p.slots) {
 		p.grow()
 	}
-	p.ents = append(p.ents, finEntry{hash: uint32(h), at: f.store(id, packed), end: end})
-	p.place(uint32(h), uint32(len(p.ents)))
+	p.ents = append(p.ents, finEntry{hash: h, at: f.store(id, packed), end: end})
+	p.place(h, uint32(len(p.ents)))
 	f.n++
 }
 
 // place puts slot value s for a hash in the first free slot.
-func (p *finPart) place(hash, s uint32) {
+func (p *finPart) place(hash uint64, s uint32) {
 	mask := uint32(len(p.slots) - 1)
-	i := hash & mask
+	i := uint32(hash) & mask
 	for p.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
@@ -137,15 +134,17 @@ func (f *finished) record(at uint64) (id, packed []byte) {
 	return id, c[k : k+int(n)]
 }
 
-// each calls fn for every instance of f, in no particular order, until fn
-// returns false. The slices are valid as long as f.
-func (f *finished) each(fn func(id, packed []byte, end int64) bool) {
+// each calls fn for every instance of f, in no particular order, with its
+// hash, until fn returns false, and reports whether fn always returned
+// true. The slices are valid as long as f.
+func (f *finished) each(fn func(h uint64, id, packed []byte, end int64) bool) bool {
 	for pi := range f.parts {
 		for _, e := range f.parts[pi].ents {
 			id, packed := f.record(e.at)
-			if !fn(id, packed, e.end) {
-				return
+			if !fn(e.hash, id, packed, e.end) {
+				return false
 			}
 		}
 	}
+	return true
 }

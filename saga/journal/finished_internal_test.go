@@ -4,17 +4,24 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// replace replaces what f holds for id, which it must hold: tests use it
-// to point the index at other records.
-func (f *finished) replace(id string, locs []loc, end int64) {
-	e := f.find(id)
+// replace replaces what f holds for id, whose hash is h, which f must
+// hold: tests use it to point the index at other records.
+func (f *finished) replace(h uint64, id string, locs []loc, end int64) {
+	e := f.find(h, id)
 	e.at, e.end = f.store(id, packLocs(nil, locs)), end
 }
+
+// testHash hashes the IDs of the tests' tables.
+var testHash = newFinIndex("", defaultTuning, time.Hour).hash
+
+// has reports whether f holds id.
+func (f *finished) has(id string) bool { return f.find(testHash(id), id) != nil }
 
 // locsFor returns n made-up locations for instance i.
 func locsFor(i, n int) []loc {
@@ -30,11 +37,11 @@ func TestFinishedHoldsManyInstances(t *testing.T) {
 	f := newFinished()
 	const n = 50_000 // every part grows many times
 	for i := range n {
-		f.add(fmt.Sprintf("order-%d", i), locsFor(i, 1+i%9), int64(i))
+		f.add(testHash(fmt.Sprintf("order-%d", i)), fmt.Sprintf("order-%d", i), locsFor(i, 1+i%9), int64(i))
 	}
 	require.Equal(t, n, f.len())
 	for i := range n {
-		packed, end, ok := f.get(fmt.Sprintf("order-%d", i))
+		packed, end, ok := f.get(testHash(fmt.Sprintf("order-%d", i)), fmt.Sprintf("order-%d", i))
 		require.True(t, ok, i)
 		assert.Equal(t, locsFor(i, 1+i%9), unpackLocs(nil, packed), i)
 		assert.Equal(t, int64(i), end, i)
@@ -44,14 +51,15 @@ func TestFinishedHoldsManyInstances(t *testing.T) {
 		assert.False(t, f.has(fmt.Sprintf("Order-%d", i)), "never added")
 	}
 	seen := map[string]bool{}
-	f.each(func(id, packed []byte, end int64) bool {
+	f.each(func(h uint64, id, packed []byte, end int64) bool {
+		assert.Equal(t, testHash(string(id)), h)
 		assert.False(t, seen[string(id)], "each visits %s once", id)
 		seen[string(id)] = true
 		return true
 	})
 	assert.Len(t, seen, n)
 	visited := 0
-	f.each(func([]byte, []byte, int64) bool {
+	f.each(func(uint64, []byte, []byte, int64) bool {
 		visited++
 		return visited < 10
 	})
@@ -67,11 +75,11 @@ func TestFinishedKeys(t *testing.T) {
 		strings.Repeat("k", 199_999),
 	}
 	for i, id := range ids {
-		f.add(id, locsFor(i, 3), int64(-i))
+		f.add(testHash(id), id, locsFor(i, 3), int64(-i))
 	}
 	require.Equal(t, len(ids), f.len())
 	for i, id := range ids {
-		packed, end, ok := f.get(id)
+		packed, end, ok := f.get(testHash(id), id)
 		require.True(t, ok, "%.20q", id)
 		assert.Equal(t, locsFor(i, 3), unpackLocs(nil, packed), "%.20q", id)
 		assert.Equal(t, int64(-i), end)
@@ -81,15 +89,15 @@ func TestFinishedKeys(t *testing.T) {
 func TestFinishedReplace(t *testing.T) {
 	t.Parallel()
 	f := newFinished()
-	f.add("a", locsFor(1, 2), 10)
-	f.add("b", locsFor(2, 2), 20)
-	f.replace("a", locsFor(3, 5), 30)
+	f.add(testHash("a"), "a", locsFor(1, 2), 10)
+	f.add(testHash("b"), "b", locsFor(2, 2), 20)
+	f.replace(testHash("a"), "a", locsFor(3, 5), 30)
 	assert.Equal(t, 2, f.len())
-	packed, end, ok := f.get("a")
+	packed, end, ok := f.get(testHash("a"), "a")
 	require.True(t, ok)
 	assert.Equal(t, locsFor(3, 5), unpackLocs(nil, packed))
 	assert.Equal(t, int64(30), end)
-	packed, _, ok = f.get("b")
+	packed, _, ok = f.get(testHash("b"), "b")
 	require.True(t, ok)
 	assert.Equal(t, locsFor(2, 2), unpackLocs(nil, packed))
 }

@@ -17,9 +17,12 @@ import (
 // instance in flight keeps what Create and Append check (its last sequence
 // number, its run, whether it has ended) and the locations of its records;
 // once its last record is written it moves to the index of finished
-// instances (see finished) as its packed locations and the time it ended,
-// which is what Load and compaction need. Memory thus follows the
-// instances in flight; a finished one costs about 70 bytes.
+// instances (see finIndex) as its packed locations and the time it ended,
+// which is what Load and compaction need. That index keeps the most
+// recently finished ones (up to some 130,000) in memory, at about 70
+// bytes each, and spills the others to files, where they cost the heap
+// about 1.5 bytes each. Memory thus
+// follows the instances in flight.
 
 // loc is where a record is. A written record has its segment's number in
 // bits 40 to 62 and its frame's offset in the segment in bits 0 to 39. A
@@ -119,17 +122,29 @@ func unixNano(t time.Time) int64 {
 }
 
 // check reports whether r may be applied to the index, and returns the
-// instance it appends to (nil for a Create). It expects j.mu held.
+// instance it appends to (nil for a Create). It fails with a *runError if
+// it cannot read the index of finished instances. It expects j.mu held.
 func (j *Journal) check(r *record) (*live, error) {
 	e, ok := j.live[r.sagaID]
 	if r.kind == kindCreate {
-		if ok || j.done.has(r.sagaID) {
+		if !ok {
+			done, err := j.done.has(r.sagaID)
+			if err != nil {
+				return nil, err
+			}
+			ok = done
+		}
+		if ok {
 			return nil, fmt.Errorf("%w: %q", saga.ErrDuplicate, r.sagaID)
 		}
 		return nil, nil
 	}
 	if !ok {
-		if j.done.has(r.sagaID) {
+		done, err := j.done.has(r.sagaID)
+		switch {
+		case err != nil:
+			return nil, err
+		case done:
 			return nil, fmt.Errorf("%w: %q", saga.ErrFinished, r.sagaID)
 		}
 		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, r.sagaID)
@@ -194,9 +209,12 @@ func (j *Journal) resolve(b *batch, seg int, pos int64) {
 }
 
 // retire moves an ended instance whose records are all written to the
-// index of finished ones. It expects j.mu held.
+// index of finished ones, and starts spilling its memory table once full.
+// It expects j.mu held, except while Open recovers.
 func (j *Journal) retire(e *live) {
-	j.done.add(e.id, e.locs, e.end)
+	if j.done.add(e.id, e.locs, e.end) {
+		j.spill()
+	}
 	delete(j.live, e.id)
 }
 

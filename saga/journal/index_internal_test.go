@@ -75,13 +75,14 @@ func TestUnixNanoClamps(t *testing.T) {
 
 // indexOf returns the IDs of the instances in flight and of the finished
 // ones.
-func indexOf(j *Journal) (live, done []string) {
+func indexOf(t testing.TB, j *Journal) (live, done []string) {
+	t.Helper()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.done.each(func(id, _ []byte, _ int64) bool {
+	require.NoError(t, j.done.each(func(id, _ []byte, _ int64) bool {
 		done = append(done, string(id))
 		return true
-	})
+	}))
 	slices.Sort(done)
 	return slices.Sorted(maps.Keys(j.live)), done
 }
@@ -105,7 +106,7 @@ func TestFinishedInstancesLeaveTheIndex(t *testing.T) {
 
 	check := func(j *Journal) {
 		t.Helper()
-		live, done := indexOf(j)
+		live, done := indexOf(t, j)
 		assert.Equal(t, []string{"running"}, live, "in flight")
 		assert.Equal(t, []string{"at-once", "completed"}, done, "finished")
 		for id, want := range logs {
@@ -204,7 +205,7 @@ func TestLoadSeesQueuedRecords(t *testing.T) {
 	require.NoError(t, <-first)
 	<-second.done
 	require.NoError(t, second.err)
-	live, done := indexOf(j)
+	live, done := indexOf(t, j)
 	assert.Empty(t, live)
 	assert.Equal(t, []string{"a"}, done, "retired once its last record was written")
 	got, err = j.Load(ctx, "a")
@@ -217,7 +218,8 @@ func locsOf(t testing.TB, j *Journal, id string) []loc {
 	t.Helper()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	packed, _, ok := j.done.get(id)
+	packed, _, ok, err := j.done.find(id)
+	require.NoError(t, err)
 	require.True(t, ok, "%s is finished", id)
 	return unpackLocs(nil, packed)
 }
@@ -298,12 +300,14 @@ func TestLoadReportsDamage(t *testing.T) {
 	})
 }
 
-// setLocs points the index at other records for the finished instance id.
+// setLocs points the index at other records for the finished instance id,
+// which must be in the memory table.
 func setLocs(j *Journal, id string, locs []loc) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	_, end, _ := j.done.get(id)
-	j.done.replace(id, locs, end)
+	h := j.done.hash(id)
+	_, end, _ := j.done.mem.get(h, id)
+	j.done.mem.replace(h, id, locs, end)
 }
 
 // segPath returns the path of the segment of a written record.
@@ -355,7 +359,7 @@ func TestIndexMemoryFollowsInstancesInFlight(t *testing.T) {
 	}
 	after := heap()
 	runtime.KeepAlive(j)
-	live, done := indexOf(j)
+	live, done := indexOf(t, j)
 	require.Empty(t, live)
 	require.Len(t, done, instances)
 	perInstance := float64(int64(after)-int64(before)) / instances

@@ -17,9 +17,12 @@
 //
 // The logs stay on disk: the journal keeps in memory an index of where
 // each instance's records are, with what Create and Append check for the
-// instances in flight, and Load reads the records back. A finished
-// instance costs the index about 70 bytes, so memory follows the
-// instances in flight rather than the ones kept. A record can be loaded
+// instances in flight, and Load reads the records back. The index of the
+// finished instances kept spills to temporary files in the directory
+// beside the segments (unlinked as soon as created, rebuilt from the
+// segments at Open, freed by Close): a finished instance costs the heap
+// about 1.5 bytes once spilled, so memory follows the instances in flight
+// rather than the ones kept. A record can be loaded
 // from the moment it is queued, so Load may show events whose Append has
 // not yet returned (and that a crash before their fsync would lose), as a
 // database shows a transaction to the connection that is committing it;
@@ -101,10 +104,12 @@ type Options struct {
 	// CompactAfter is how many segments accumulate before the journal
 	// considers compacting them on its own. It compacts when at least
 	// half of their records belong to instances past Retention (copying
-	// the rest to drop less would cost more than it frees), and otherwise
-	// looks again once as many more segments have accumulated. Defaults
-	// to 4; negative turns automatic compaction off (Compact still
-	// compacts whatever there is to drop).
+	// the rest to drop less would cost more than it frees; for instances
+	// whose index entries are on disk it counts by 64ths of Retention,
+	// leaving out the one that straddles it), and otherwise looks again
+	// once as many more segments have accumulated. Defaults to 4;
+	// negative turns automatic compaction off (Compact still compacts
+	// whatever there is to drop).
 	CompactAfter int
 }
 
@@ -149,9 +154,13 @@ type Journal struct {
 	// segments, and for writing while compaction moves them.
 	files sync.RWMutex
 
+	// idx is held by whoever changes the runs of the index of finished
+	// instances: the index job and compaction (see spill.go).
+	idx sync.Mutex
+
 	mu       sync.Mutex       // guards what follows, up to the writer's fields
 	live     map[string]*live // instances in flight
-	done     *finished        // finished instances
+	done     *finIndex        // finished instances
 	created  uint64           // instances created so far, for Unfinished's order
 	cur      *batch           // the batch records are queued to
 	full     []*batch         // batches sealed for the writer, oldest first
@@ -164,6 +173,8 @@ type Journal struct {
 	// Set by Open; tests replace them before any call.
 	seal  struct{ records, bytes int } // sealRecords and sealBytes
 	yield func()                       // runtime.Gosched, for the settler
+
+	recovering bool // Open is replaying the segments: no other goroutine runs
 
 	// Owned by the writer goroutine once Open returns.
 	seg     *segment
@@ -242,6 +253,11 @@ var _ saga.Store = (*Journal)(nil)
 // error wrapping ErrLocked if another Journal has dir open, and a
 // *CorruptionError if a record before the tail is damaged.
 func Open(dir string, opts Options) (*Journal, error) {
+	return open(dir, opts, defaultTuning)
+}
+
+// open is Open with the index of finished instances tuned as tune says.
+func open(dir string, opts Options, tune spillTuning) (*Journal, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -259,7 +275,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		log:     opts.Logger,
 		lock:    lock,
 		live:    make(map[string]*live),
-		done:    newFinished(),
+		done:    newFinIndex(dir, tune, opts.Retention),
 		fsync:   (*os.File).Sync,
 		yield:   runtime.Gosched,
 		wake:    make(chan struct{}, 1),
@@ -271,10 +287,14 @@ func Open(dir string, opts Options) (*Journal, error) {
 		compactReq:  make(chan chan<- error),
 		compactDone: make(chan int, 1),
 	}
-	if err := j.recover(); err != nil {
+	j.recovering = true
+	err = j.recover()
+	j.recovering = false
+	if err != nil {
 		if j.seg != nil {
 			j.seg.f.Close()
 		}
+		j.done.close()
 		lock.Close()
 		return nil, err
 	}
@@ -396,8 +416,8 @@ func (j *Journal) Ping(context.Context) error {
 // Durable implements saga.Store: logs survive Close and crashes.
 func (j *Journal) Durable() bool { return true }
 
-// Close writes and fsyncs what is queued, closes the files and releases the
-// directory. Later calls fail with saga.ErrClosed; Close itself may be
+// Close writes and fsyncs what is queued, closes the files (which frees the
+// disk space of the index's runs) and releases the directory. Later calls fail with saga.ErrClosed; Close itself may be
 // called again and then does nothing.
 func (j *Journal) Close() error {
 	j.mu.Lock()
@@ -417,6 +437,9 @@ func (j *Journal) Close() error {
 		}
 		err = errors.Join(err, j.seg.f.Close())
 	}
+	j.mu.Lock()
+	err = errors.Join(err, j.done.close())
+	j.mu.Unlock()
 	return errors.Join(err, j.lock.Close())
 }
 

@@ -15,7 +15,8 @@ import (
 // Load implements saga.Store. It reads the instance's written records back
 // from their segments and its queued ones from the batches that hold them,
 // and checks every record: one that fails its checksum, or does not
-// continue the log, is reported as a *CorruptionError.
+// continue the log, is reported as a *CorruptionError. If it cannot read
+// the index of finished instances, it says so rather than "not found".
 func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
 	// Compaction moves records, but not while a Load holds this.
 	j.files.RLock()
@@ -37,10 +38,13 @@ func (j *Journal) Load(_ context.Context, sagaID string) ([]saga.Event, error) {
 			queued = j.appendQueued(queued, l)
 		}
 		last = e.last
-	} else if packed, _, ok := j.done.get(sagaID); ok {
+	} else if packed, _, ok, err := j.done.find(sagaID); ok {
 		locs = unpackLocs(locs, packed)
 	} else {
 		j.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %q", saga.ErrNotFound, sagaID)
 	}
 	j.mu.Unlock()

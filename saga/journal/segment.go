@@ -122,7 +122,9 @@ func syncDir(dir string) error {
 }
 
 // segments lists the numbers of the segment files in dir, in order, and
-// removes the temporary files an interrupted compaction left.
+// removes the temporary files an interrupted compaction left, and any run
+// of the index of finished instances that a crash left before it was
+// unlinked.
 func (j *Journal) segments() ([]int, error) {
 	names, err := os.ReadDir(j.dir)
 	if err != nil {
@@ -253,6 +255,9 @@ func (j *Journal) replay(n int, last bool) (int64, error) {
 			e, err = j.check(&r)
 		}
 		if err != nil {
+			if re := (*runError)(nil); errors.As(err, &re) {
+				return 0, err
+			}
 			return 0, &CorruptionError{File: path, Offset: int64(off), Reason: err.Error()}
 		}
 		j.apply(&r, e, diskLoc(n, int64(off)))

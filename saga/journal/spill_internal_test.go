@@ -1,0 +1,367 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/clock"
+	"github.com/sagaflow/sagaflow/saga"
+)
+
+// tinyTuning spills every 8 finished instances into runs of small blocks,
+// and merges runs two at a time.
+func tinyTuning() spillTuning {
+	tune := defaultTuning
+	tune.at, tune.fanIn, tune.block = 8, 2, 256
+	return tune
+}
+
+// openSpilling opens a journal in dir tuned by tune and closes it when the
+// test ends.
+func openSpilling(t testing.TB, dir string, opts Options, tune spillTuning) *Journal {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = discard
+	}
+	j, err := open(dir, opts, tune)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = j.Close() })
+	return j
+}
+
+// settle waits until the index job has nothing left to do.
+func settle(t testing.TB, j *Journal) {
+	t.Helper()
+	for {
+		j.mu.Lock()
+		idle := j.done.idle
+		j.mu.Unlock()
+		if idle == nil {
+			return
+		}
+		select {
+		case <-idle:
+		case <-t.Context().Done():
+			require.FailNow(t, "the index job never ended")
+		}
+	}
+}
+
+// finishAll writes n finished instances of four events (in three
+// records), at at, named by name, and returns their logs. It lets the
+// index job finish after each, so that the runs are always the same.
+func finishAll(t *testing.T, j *Journal, name func(int) string, n int, at time.Time) map[string][]saga.Event {
+	t.Helper()
+	logs := map[string][]saga.Event{}
+	for i := range n {
+		id := name(i)
+		log := append(logOf(id, 3), endEvent(id, 4, saga.EventSagaCompleted))
+		for k := range log {
+			log[k].Time = at
+		}
+		require.NoError(t, j.Create(t.Context(), log[:1]))
+		require.NoError(t, j.Append(t.Context(), id, 1, log[1:3]))
+		require.NoError(t, j.Append(t.Context(), id, 3, log[3:]))
+		logs[id] = log
+		settle(t, j)
+	}
+	return logs
+}
+
+// where says where the index keeps the finished instance id: "memory",
+// "run" (of one table) or "merged".
+func where(t *testing.T, j *Journal, id string) string {
+	t.Helper()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	d := j.done
+	h := d.hash(id)
+	if _, _, ok := d.mem.get(h, id); ok {
+		return "memory"
+	}
+	for _, r := range d.runs {
+		if _, _, ok, err := r.find(h, id, &d.buf); ok && err == nil {
+			if r.n > d.tune.at {
+				return "merged"
+			}
+			return "run"
+		}
+	}
+	return "nowhere"
+}
+
+// assertFinished checks that j holds the finished instances of logs: Load
+// returns their logs, Create refuses them and Append says they ended.
+func assertFinished(t *testing.T, j *Journal, logs map[string][]saga.Event) {
+	t.Helper()
+	ctx := t.Context()
+	for id, want := range logs {
+		got, err := j.Load(ctx, id)
+		if assert.NoError(t, err, id) {
+			assert.Equal(t, want, got, id)
+		}
+		assert.ErrorIs(t, j.Create(ctx, logOf(id, 1)), saga.ErrDuplicate, id)
+		assert.ErrorIs(t, j.Append(ctx, id, 4, []saga.Event{stepEvent(id, 5)}), saga.ErrFinished, id)
+	}
+}
+
+func TestSpilledInstancesAreFound(t *testing.T) {
+	t.Parallel()
+	j := openSpilling(t, t.TempDir(), Options{CompactAfter: -1}, tinyTuning())
+	name := func(i int) string { return fmt.Sprintf("done-%03d", i) }
+	logs := finishAll(t, j, name, 45, codecTime)
+	require.NoError(t, j.Create(t.Context(), logOf("running", 2)))
+	settle(t, j)
+
+	j.mu.Lock()
+	assert.Equal(t, 45, j.done.len())
+	assert.Equal(t, 5, j.done.mem.len(), "45 = 5 x 8 spilled + 5")
+	assert.Empty(t, j.done.frozen)
+	sizes := []int{}
+	for _, r := range j.done.runs {
+		sizes = append(sizes, r.n)
+	}
+	j.mu.Unlock()
+	assert.Equal(t, []int{8, 32}, sizes, "merged two at a time, newest first")
+	assert.Equal(t, "merged", where(t, j, name(0)))
+	assert.Equal(t, "run", where(t, j, name(39)))
+	assert.Equal(t, "memory", where(t, j, name(44)))
+
+	assertFinished(t, j, logs)
+	ctx := t.Context()
+	_, err := j.Load(ctx, "never")
+	assert.ErrorIs(t, err, saga.ErrNotFound)
+	assert.ErrorIs(t, j.Append(ctx, "never", 1, []saga.Event{stepEvent("never", 2)}), saga.ErrNotFound)
+	ids, err := j.Unfinished(ctx, "transfer")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"running"}, ids)
+	live, done := indexOf(t, j)
+	assert.Equal(t, []string{"running"}, live)
+	assert.Len(t, done, 45)
+}
+
+// Without Bloom filters every lookup reads a block of every run: what
+// they do not hold must be found missing all the same, and hashes that
+// collide must not confuse IDs.
+func TestSpilledLookupsCompareIDs(t *testing.T) {
+	t.Parallel()
+	tune := tinyTuning()
+	tune.bloomBits = 0
+	tune.hash = func(id string) uint64 { return uint64(len(id)) } // all the IDs below collide
+	j := openSpilling(t, t.TempDir(), Options{CompactAfter: -1}, tune)
+	name := func(i int) string { return fmt.Sprintf("id-%04d", i) }
+	logs := finishAll(t, j, name, 40, codecTime)
+	settle(t, j)
+	j.mu.Lock()
+	require.NotEmpty(t, j.done.runs)
+	j.mu.Unlock()
+
+	assertFinished(t, j, logs)
+	for i := 40; i < 60; i++ {
+		require.NoError(t, j.Create(t.Context(), logOf(name(i), 1)), "a new ID that collides with spilled ones")
+	}
+}
+
+func TestSpillingSurvivesReopen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := openSpilling(t, dir, Options{CompactAfter: -1}, tinyTuning())
+	name := func(i int) string { return fmt.Sprintf("done-%03d", i) }
+	logs := finishAll(t, j, name, 30, codecTime)
+	settle(t, j)
+	j.mu.Lock()
+	runs := j.done.runs
+	j.mu.Unlock()
+	require.NotEmpty(t, runs)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), "finished", "runs are unlinked")
+	}
+
+	require.NoError(t, j.Close())
+	for _, r := range runs {
+		_, err := r.f.Stat()
+		assert.ErrorIs(t, err, os.ErrClosed, "Close closes the runs")
+	}
+	// A crash between creating a run and unlinking it leaves it behind.
+	stale := filepath.Join(dir, "finished-12345.tmp")
+	require.NoError(t, os.WriteFile(stale, []byte("stale"), 0o644))
+
+	j = openSpilling(t, dir, Options{CompactAfter: -1}, tinyTuning())
+	_, err = os.Stat(stale)
+	assert.ErrorIs(t, err, os.ErrNotExist, "Open removes a stale run")
+	j.mu.Lock()
+	assert.NotEmpty(t, j.done.runs, "recovery spills as it replays")
+	assert.Equal(t, 30, j.done.len())
+	j.mu.Unlock()
+	assertFinished(t, j, logs)
+	more := finishAll(t, j, func(i int) string { return fmt.Sprintf("more-%03d", i) }, 20, codecTime)
+	settle(t, j)
+	assertFinished(t, j, more)
+}
+
+func TestCompactDropsSpilledInstances(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clk := clock.NewFake(codecTime)
+	opts := Options{Clock: clk, Retention: time.Hour, SegmentSize: 4096, CompactAfter: -1}
+	j := openSpilling(t, dir, opts, tinyTuning())
+	old := finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 30, clk.Now())
+	clk.Advance(time.Hour)
+	kept := finishAll(t, j, func(i int) string { return fmt.Sprintf("new-%03d", i) }, 30, clk.Now())
+	require.NoError(t, j.Create(t.Context(), logOf("running", 2)))
+	clk.Advance(30 * time.Minute)
+	settle(t, j)
+	assert.Equal(t, "merged", where(t, j, "old-000"), "spilled before compacting")
+
+	base := j.seg.n // the writer is idle: what Compact makes the base
+	require.NoError(t, j.Compact(t.Context()))
+	settle(t, j)
+	check := func(j *Journal) {
+		t.Helper()
+		assertFinished(t, j, kept)
+		for id := range old {
+			_, err := j.Load(t.Context(), id)
+			assert.ErrorIs(t, err, saga.ErrNotFound, id)
+		}
+		got, err := j.Load(t.Context(), "running")
+		require.NoError(t, err)
+		assert.Equal(t, logOf("running", 2), got)
+		j.mu.Lock()
+		assert.Equal(t, 30, j.done.len())
+		j.mu.Unlock()
+	}
+	check(j)
+	for _, l := range allLocs(t, j) {
+		assert.Equal(t, base, l.seg(), "every record is in the base")
+	}
+	j.mu.Lock()
+	assert.Len(t, j.done.runs, 1, "compaction rewrites the runs into one")
+	j.mu.Unlock()
+	assert.Equal(t, "merged", where(t, j, "new-000"))
+
+	require.NoError(t, j.Create(t.Context(), logOf("old-000", 1)), "a dropped ID is free again")
+	require.NoError(t, j.Close())
+	j = openSpilling(t, dir, opts, tinyTuning())
+	delete(old, "old-000")
+	check(j)
+}
+
+// A compaction whose plan finds nothing to drop in the tallies of the runs
+// does not go ahead on its own.
+func TestAutomaticCompactionCountsSpilledRecords(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(codecTime)
+	j := openSpilling(t, t.TempDir(), Options{Clock: clk, Retention: time.Hour, CompactAfter: -1}, tinyTuning())
+	finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 24, clk.Now())
+	clk.Advance(2 * time.Hour)
+	finishAll(t, j, func(i int) string { return fmt.Sprintf("new-%03d", i) }, 8, clk.Now())
+	settle(t, j)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	require.Equal(t, 0, j.done.mem.len(), "all spilled")
+	c := j.plan(clk.Now())
+	assert.Equal(t, 32*3, c.records)
+	assert.Equal(t, 24*3, c.dropped)
+	c = j.plan(codecTime.Add(30 * time.Minute))
+	assert.Equal(t, 0, c.dropped)
+}
+
+func TestRunReadErrorsSurface(t *testing.T) {
+	t.Parallel()
+	var failing atomic.Bool
+	broken := errors.New("disk on fire")
+	tune := tinyTuning()
+	tune.bloomBits = 0 // every lookup reads the runs
+	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if failing.Load() {
+			return 0, broken
+		}
+		return f.ReadAt(b, off)
+	}
+	dir := t.TempDir()
+	j := openSpilling(t, dir, Options{CompactAfter: -1}, tune)
+	logs := finishAll(t, j, func(i int) string { return fmt.Sprintf("done-%03d", i) }, 12, codecTime)
+	settle(t, j)
+	require.Equal(t, "run", where(t, j, "done-000"))
+
+	failing.Store(true)
+	ctx := t.Context()
+	var re *runError
+	_, err := j.Load(ctx, "done-000")
+	require.ErrorIs(t, err, broken, "Load")
+	assert.ErrorAs(t, err, &re)
+	assert.NotErrorIs(t, err, saga.ErrNotFound)
+	err = j.Create(ctx, logOf("done-000", 1))
+	assert.ErrorIs(t, err, broken, "Create of a spilled ID")
+	assert.NotErrorIs(t, err, saga.ErrDuplicate)
+	assert.ErrorIs(t, j.Create(ctx, logOf("new", 1)), broken, "Create of a new ID, which the index cannot rule out")
+	assert.ErrorIs(t, j.Append(ctx, "new", 1, []saga.Event{stepEvent("new", 2)}), broken, "Append of an unknown ID")
+	assert.ErrorIs(t, j.Compact(ctx), broken, "Compact, which lists what to drop")
+	require.NoError(t, j.Ping(ctx), "a read error does not poison the journal")
+
+	failing.Store(false)
+	assertFinished(t, j, logs)
+	require.NoError(t, j.Create(ctx, logOf("new", 1)))
+	require.NoError(t, j.Close())
+
+	// Recovery looks the instances it replays up in the runs it spills.
+	failing.Store(true)
+	_, err = open(dir, Options{Logger: discard}, tune)
+	require.ErrorIs(t, err, broken, "Open")
+	assert.NotErrorIs(t, err, ErrCorrupt, "not damage to a segment")
+	failing.Store(false)
+	j = openSpilling(t, dir, Options{CompactAfter: -1}, tune)
+	assertFinished(t, j, logs)
+}
+
+// TestSpilledIndexMemory is not parallel: it measures the heap of the
+// whole process. With the memory table spilled every 1,024 instances, a
+// finished instance costs the heap a few bytes (its Bloom filter bits and
+// its share of its run's block index) beyond a constant.
+func TestSpilledIndexMemory(t *testing.T) {
+	const instances = 40_000
+	clk := clock.NewFake(codecTime)
+	tune := defaultTuning
+	tune.at = 1024
+	j := openSpilling(t, t.TempDir(), Options{Clock: clk, SyncInterval: time.Hour, CompactAfter: -1}, tune)
+	ctx := t.Context()
+	before := heapAlloc()
+	for i := range instances {
+		id := fmt.Sprintf("order-%06d", i)
+		log := append(logOf(id, 6), endEvent(id, 7, saga.EventSagaCompleted))
+		require.NoError(t, j.Create(ctx, log[:2]))
+		for k := 2; k < len(log); k += 2 {
+			require.NoError(t, j.Append(ctx, id, uint64(k), log[k:min(k+2, len(log))]))
+		}
+	}
+	settle(t, j)
+	after := heapAlloc()
+	j.mu.Lock()
+	require.Equal(t, instances, j.done.len())
+	mem := j.done.mem.len()
+	runs := len(j.done.runs)
+	j.mu.Unlock()
+	perInstance := float64(int64(after)-int64(before)) / instances
+	t.Logf("%.1f bytes of heap per finished instance (%d in memory, %d runs)", perInstance, mem, runs)
+	// 1,024 instances in memory cost some 2 bytes each of 40,000.
+	assert.Less(t, perInstance, 6.0, "heap per finished instance")
+}
+
+// heapAlloc returns the live heap after a garbage collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
