@@ -508,7 +508,9 @@ func TestFailover(t *testing.T) {
 	}
 	takeover := first.Sub(died)
 	t.Logf("takeover %v after the owner died (lease %v, claim interval %v), by %v", takeover, leaseTTL, claimInterval, took)
-	assert.Greater(t, takeover, leaseTTL, "taken over before the lease expired")
+	// A lease that ends at T is over at T: a that renewed just as it died
+	// may be taken over exactly leaseTTL later.
+	assert.GreaterOrEqual(t, takeover, leaseTTL, "taken over before the lease expired")
 	assert.LessOrEqual(t, takeover, leaseTTL+claimInterval+leaseTTL/4, "takeover time")
 	assert.NotContains(t, took, "a")
 
