@@ -312,6 +312,10 @@ type instance[S any] struct {
 	// a step does not allocate it: the state an attempt works on.
 	work S
 
+	// ctxs are fresh contexts for the attempts to come, made together:
+	// see attemptCtx. Only the worker advancing the instance touches it.
+	ctxs []attemptCtx
+
 	// keys holds the idempotency keys of every step ("<id>/<step>", one
 	// after the other) in one string, made by the first attempt: see key.
 	// Only the worker advancing the instance touches it.
@@ -341,4 +345,18 @@ func (inst *instance[S]) key(i int) string {
 		off += len(inst.id) + 1 + len(steps[k].Name)
 	}
 	return inst.keys[off : off+len(inst.id)+1+len(steps[i].Name)]
+}
+
+// attemptCtx returns a zero context for the next attempt. An instance makes
+// the contexts of its attempts as many as it has steps at a time, in one
+// allocation instead of one each (BenchmarkOrder: 22 -> 19 allocations per
+// order); each is used once, as an action may keep its context after it
+// returned.
+func (inst *instance[S]) attemptCtx() *attemptCtx {
+	if len(inst.ctxs) == 0 {
+		inst.ctxs = make([]attemptCtx, len(inst.def.steps))
+	}
+	a := &inst.ctxs[0]
+	inst.ctxs = inst.ctxs[1:]
+	return a
 }

@@ -323,7 +323,9 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaD
 	if bySaga {
 		deadline = sagaDeadline
 	}
-	ctx := &attemptCtx{parent: c.runCtx, clock: c.clock, deadline: deadline, step: stepContext{
+	ctx := inst.attemptCtx()
+	ctx.parent, ctx.clock, ctx.deadline = c.runCtx, c.clock, deadline
+	ctx.step = stepContext{
 		info: StepInfo{
 			SagaID:         inst.id,
 			Step:           step.Name,
@@ -332,7 +334,7 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaD
 			Compensating:   compensating,
 		},
 		signal: signal,
-	}}
+	}
 	err := call(context.Context(ctx), fn, state)
 	var ctxErr error
 	if err != nil { // why the context ended matters only to a failure
