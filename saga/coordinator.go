@@ -411,9 +411,9 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	// to the heap as well.
 	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
 	inst.state = state
-	raw, err := encodeState(&inst.state)
-	if err == nil && !validJSON(raw) { // once per instance: a MarshalJSON is trusted after this
-		err = errors.New("MarshalJSON returned invalid JSON")
+	raw, err := inst.encodeState(&inst.state)
+	if err == nil && !validJSON(raw) { // once per instance: its encoder is trusted after this
+		err = errors.New("not valid JSON")
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: encode state: %w", ErrInvalidArgument, err)

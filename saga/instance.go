@@ -312,6 +312,13 @@ type instance[S any] struct {
 	// a step does not allocate it: the state an attempt works on.
 	work S
 
+	// buf is the room left in the buffer that the instance's states are
+	// encoded into, if its state type is a JSONAppender, and room the
+	// least room an encoding should find there: see appendState. Only the
+	// worker advancing the instance touches them.
+	buf  []byte
+	room int
+
 	// ctxs are fresh contexts for the attempts to come, made together:
 	// see attemptCtx. Only the worker advancing the instance touches it.
 	ctxs []attemptCtx

@@ -150,7 +150,7 @@ func (c *Coordinator[S]) forward(inst *instance[S]) bool {
 
 	var raw json.RawMessage
 	if err == nil {
-		if raw, err = encodeState(state); err != nil {
+		if raw, err = inst.encodeState(state); err != nil {
 			err = Permanent(fmt.Errorf("saga: encode state: %w", err))
 		}
 	}
@@ -253,7 +253,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S]) bool {
 
 	inst.mu.Lock()
 	if err == nil {
-		raw, merr := encodeState(state)
+		raw, merr := inst.encodeState(state)
 		if merr != nil {
 			raw, state = nil, &inst.state // the undo happened; keep the last state that encodes
 		}
@@ -563,14 +563,92 @@ func earliest(t, deadline time.Time) time.Time {
 	return t
 }
 
+// JSONAppender is implemented by state types that append their own JSON
+// encoding to a byte slice, as encoding.TextAppender does for text. The
+// engine prefers it to json.Marshaler: it then encodes each instance's
+// states one after the other into buffers that the instance keeps, instead
+// of allocating each encoding apart. AppendJSON must append exactly one
+// valid JSON value and may not keep b. As with MarshalJSON, the engine
+// checks the first encoding of each instance and trusts the others.
+type JSONAppender interface {
+	AppendJSON(b []byte) ([]byte, error)
+}
+
 // encodeState encodes an instance's state for the log. A state type that
+// implements JSONAppender appends its encoding to inst's buffer; one that
 // implements json.Marshaler is encoded by its MarshalJSON alone: its output
 // must be valid JSON, as encoding/json requires, and is stored as it is,
 // without the validating copy that json.Marshal makes. Other types go
-// through json.Marshal.
-func encodeState[S any](state *S) (json.RawMessage, error) {
-	if m, ok := any(state).(json.Marshaler); ok {
+// through json.Marshal. Only the goroutine advancing inst (or starting it)
+// may call it.
+func (inst *instance[S]) encodeState(state *S) (json.RawMessage, error) {
+	switch m := any(state).(type) {
+	case JSONAppender:
+		return inst.appendState(m)
+	case json.Marshaler:
 		return m.MarshalJSON()
 	}
 	return json.Marshal(state)
 }
+
+// appendState appends the encoding of a state to inst.buf, the room left
+// after the encodings the log already holds, and returns it with its
+// capacity cut to its length, so that no one can append over the next one.
+// Encoding an order this way instead of with MarshalJSON saves an
+// allocation, a copy and a trip to a sync.Pool at every step
+// (BenchmarkOrder: 19 -> 15 allocations per order).
+//
+// The first encoding, made in a scratch buffer, sizes the buffers: each
+// has room for as many encodings of that size, and a quarter more, as the
+// instance has steps and one, so that an instance that completes usually
+// makes one. A large state gets a buffer to itself, as it would from
+// MarshalJSON, so that a log keeps no large room unused.
+func (inst *instance[S]) appendState(m JSONAppender) (json.RawMessage, error) {
+	if inst.room == 0 {
+		p := stateScratch.Get().(*[]byte)
+		b, err := m.AppendJSON((*p)[:0])
+		if err == nil {
+			inst.room = len(b) + len(b)/4 + 1
+			inst.buf = append(inst.newBuffer(), b...)
+		}
+		if cap(b) <= 64<<10 { // an unusually large state's scratch is left to the collector
+			*p = b[:0]
+			stateScratch.Put(p)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return inst.cut(len(inst.buf)), nil
+	}
+	if cap(inst.buf) < inst.room {
+		inst.buf = inst.newBuffer()
+	}
+	b, err := m.AppendJSON(inst.buf)
+	if err != nil {
+		return nil, err
+	}
+	inst.buf = b
+	return inst.cut(len(b)), nil
+}
+
+// newBuffer returns an empty buffer for encodings of the size inst.room.
+func (inst *instance[S]) newBuffer() []byte {
+	n := inst.room * (len(inst.def.steps) + 1)
+	if n > 64<<10 {
+		n = inst.room
+	}
+	return make([]byte, 0, n)
+}
+
+// cut returns inst.buf[:n] with its capacity cut to its length, and leaves
+// inst.buf the room after it.
+func (inst *instance[S]) cut(n int) json.RawMessage {
+	raw := inst.buf[:n:n]
+	inst.buf = inst.buf[n:]
+	inst.room = max(inst.room, n+n/4)
+	return raw
+}
+
+// stateScratch holds the buffers that the first encoding of each instance
+// is made in, before the instance knows how large to make its own.
+var stateScratch = sync.Pool{New: func() any { return new([]byte) }}
