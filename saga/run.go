@@ -443,6 +443,7 @@ func (c *Coordinator[S]) record(inst *instance[S], now time.Time, events []Event
 // applyRecorded folds in events the engine itself just stored and tells
 // subscribers, hooks and the log.
 func (c *Coordinator[S]) applyRecorded(inst *instance[S], events []Event) {
+	debug := c.log.Enabled(c.runCtx, slog.LevelDebug)
 	for i := range events {
 		e := &events[i]
 		_ = inst.apply(e, false) // checked before they were stored
@@ -450,12 +451,18 @@ func (c *Coordinator[S]) applyRecorded(inst *instance[S], events []Event) {
 		if c.cfg.Hooks.OnEvent != nil {
 			c.cfg.Hooks.OnEvent(*e)
 		}
-		if c.log.Enabled(c.runCtx, slog.LevelDebug) {
-			c.log.LogAttrs(c.runCtx, slog.LevelDebug, "saga: event",
-				slog.String("saga_id", e.SagaID), slog.String("event", e.Type.String()),
-				slog.Uint64("seq", e.Seq), slog.String("step", e.Step), slog.Int("attempt", e.Attempt))
+		if debug {
+			c.logEvent(e)
 		}
 	}
+}
+
+// logEvent logs an event at debug level. It is a function of its own so
+// that its attributes take no room in the stack frames of the hot path.
+func (c *Coordinator[S]) logEvent(e *Event) {
+	c.log.LogAttrs(c.runCtx, slog.LevelDebug, "saga: event",
+		slog.String("saga_id", e.SagaID), slog.String("event", e.Type.String()),
+		slog.Uint64("seq", e.Seq), slog.String("step", e.Step), slog.Int("attempt", e.Attempt))
 }
 
 // storeFailed handles a write the store refused. It expects inst.mu held
