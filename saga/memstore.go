@@ -44,11 +44,16 @@ type MemoryConfig struct {
 // times in the location of its first event and without monotonic clock
 // readings, as from a durable store.
 type MemoryStore struct {
+	// Every call reads these and none writes them (but Close): they are
+	// kept off the cache lines that calls write, which would otherwise
+	// move between processors with every write.
 	cfg    MemoryConfig
 	seed   maphash.Seed
+	closed atomic.Bool
+	_      [64]byte
+
 	shards [memShards]memShard
 	nextID atomic.Uint64
-	closed atomic.Bool
 
 	finMu    sync.Mutex
 	finished []finishedEntry // oldest first; finished[finHead:] are live
@@ -60,7 +65,7 @@ const memShards = 64
 type memShard struct {
 	mu   sync.Mutex
 	logs map[string]*memLog
-	_    [40]byte // keep shards on separate cache lines
+	_    [64 - 16]byte // keep shards on separate cache lines
 }
 
 type memLog struct {
