@@ -307,6 +307,7 @@ type instance[S any] struct {
 	parked  bool        // a timer or a signal will wake it
 	timer   clock.Timer // armed while parked with a deadline
 	slotted bool        // holds one of the coordinator's in-flight slots
+	log     *memLog     // a handle to its log, with a memory store
 
 	// Scratch space of the worker advancing the instance, reused so that
 	// a step does not allocate it: the state an attempt works on.

@@ -69,6 +69,7 @@ type memShard struct {
 }
 
 type memLog struct {
+	shard      *memShard // that holds it, whose mutex guards it
 	id, run    string
 	definition string
 	version    int
@@ -186,17 +187,25 @@ func (s *MemoryStore) shard(id string) *memShard {
 
 // Create implements [Store].
 func (s *MemoryStore) Create(_ context.Context, events []Event) error {
+	_, err := s.create(events)
+	return err
+}
+
+// create is Create, returning a handle to the new log for append.
+func (s *MemoryStore) create(events []Event) (*memLog, error) {
 	if s.closed.Load() {
-		return errStoreClosed
+		return nil, errStoreClosed
 	}
 	if len(events) == 0 {
-		return fmt.Errorf("%w: no events", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: no events", ErrInvalidArgument)
 	}
 	id := events[0].SagaID
 	if err := CheckAppend(id, 0, events); err != nil {
-		return err
+		return nil, err
 	}
+	sh := s.shard(id)
 	l := &memLog{
+		shard:      sh,
 		id:         id,
 		run:        events[0].Run,
 		definition: events[0].Definition,
@@ -208,11 +217,10 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	if l.ended {
 		l.pack()
 	}
-	sh := s.shard(id)
 	sh.mu.Lock()
 	if _, ok := sh.logs[id]; ok {
 		sh.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrDuplicate, id)
+		return nil, fmt.Errorf("%w: %q", ErrDuplicate, id)
 	}
 	l.order = s.nextID.Add(1)
 	sh.logs[id] = l
@@ -220,40 +228,60 @@ func (s *MemoryStore) Create(_ context.Context, events []Event) error {
 	if l.ended {
 		s.retire(id)
 	}
-	return nil
+	return l, nil
 }
 
 // Append implements [Store].
 func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, events []Event) error {
+	var l *memLog
+	return s.append(&l, sagaID, expected, events)
+}
+
+// append is Append to the log that *l is a handle to, as create or an
+// earlier append returned it, which spares looking it up by saga ID; if
+// *l is nil, it looks the log up and leaves its handle in *l. The
+// coordinator keeps an instance's handle: looking a log up at each step,
+// often a cache miss in a map of every log the store holds, was 1.5% of
+// the CPU of loadgen's orders (map lookups: 4.8 -> 3.3% of the profile).
+func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events []Event) error {
 	if s.closed.Load() {
 		return errStoreClosed
 	}
 	if err := CheckAppend(sagaID, expected, events); err != nil {
 		return err
 	}
-	sh := s.shard(sagaID)
+	log := *l
+	var sh *memShard
+	if log != nil {
+		sh = log.shard
+	} else {
+		sh = s.shard(sagaID)
+	}
 	sh.mu.Lock()
-	l, ok := sh.logs[sagaID]
+	if log == nil {
+		if log = sh.logs[sagaID]; log == nil {
+			sh.mu.Unlock()
+			return fmt.Errorf("%w: %q", ErrNotFound, sagaID)
+		}
+		*l = log
+	}
 	switch {
-	case !ok:
-		sh.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrNotFound, sagaID)
-	case l.ended:
+	case log.ended:
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrFinished, sagaID)
-	case uint64(l.n) != expected:
-		n := l.n
+	case uint64(log.n) != expected:
+		n := log.n
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
-	case events[0].Run != l.run:
+	case events[0].Run != log.run:
 		sh.mu.Unlock()
-		return fmt.Errorf("%w: run %q appended to the log of run %q", ErrInvalidEvent, events[0].Run, l.run)
+		return fmt.Errorf("%w: run %q appended to the log of run %q", ErrInvalidEvent, events[0].Run, log.run)
 	}
-	l.add(events)
-	l.ended = events[len(events)-1].Ends()
-	ended := l.ended
+	log.add(events)
+	log.ended = events[len(events)-1].Ends()
+	ended := log.ended
 	if ended {
-		l.pack()
+		log.pack()
 	}
 	sh.mu.Unlock()
 	if ended {

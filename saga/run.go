@@ -433,11 +433,32 @@ func (c *Coordinator[S]) record(inst *instance[S], now time.Time, events []Event
 			slog.String("saga_id", inst.id), slog.Any("error", err))
 		return err
 	}
-	if err := c.store.Append(c.runCtx, inst.id, inst.seq, events); err != nil {
+	if err := c.append(inst, events); err != nil {
 		return err
 	}
 	c.applyRecorded(inst, events)
 	return nil
+}
+
+// create stores the first events of a new instance. It expects inst.mu
+// held.
+func (c *Coordinator[S]) create(ctx context.Context, inst *instance[S], events []Event) error {
+	if c.mem == nil {
+		return c.store.Create(ctx, events)
+	}
+	var err error
+	inst.log, err = c.mem.create(events)
+	return err
+}
+
+// append appends events to inst's log. With a memory store it appends
+// through the handle to the log that inst keeps, rather than have the
+// store look it up. It expects inst.mu held.
+func (c *Coordinator[S]) append(inst *instance[S], events []Event) error {
+	if c.mem == nil {
+		return c.store.Append(c.runCtx, inst.id, inst.seq, events)
+	}
+	return c.mem.append(&inst.log, inst.id, inst.seq, events)
 }
 
 // applyRecorded folds in events the engine itself just stored and tells
