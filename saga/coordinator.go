@@ -411,7 +411,9 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	}
 	// Encode the instance's own copy: encoding state itself would move it
 	// to the heap as well.
-	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
+	inst := new(instance[S]) // not a literal, which would be built in Start's stack frame first
+	inst.init(c.def)
+	inst.slotted = true
 	inst.state = state
 	raw, err := inst.encodeState(&inst.state)
 	if err == nil && !validJSON(raw) { // once per instance: its encoder is trusted after this

@@ -56,8 +56,9 @@ type progress[S any] struct {
 	dedup map[string]struct{}          // dedup keys of received signals
 }
 
-func newProgress[S any](def *Definition[S]) progress[S] {
-	return progress[S]{def: def, failedStep: -1}
+// init makes p the fold of an empty log of def.
+func (p *progress[S]) init(def *Definition[S]) {
+	*p = progress[S]{def: def, failedStep: -1}
 }
 
 // next returns the status an event of type t moves an instance in status s
@@ -284,7 +285,8 @@ func (p *progress[S]) snapshot() Snapshot[S] {
 
 // fold rebuilds the progress of an instance from its log.
 func fold[S any](def *Definition[S], events []Event) (progress[S], error) {
-	p := newProgress(def)
+	var p progress[S]
+	p.init(def)
 	for i := range events {
 		if err := p.apply(&events[i], true); err != nil {
 			return p, err

@@ -117,7 +117,7 @@ func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
 			c.park(inst, inst.retryAt, "")
 			return false
 		}
-		if err := c.commitAt(inst, now, Event{Type: EventStepStarted, Step: step.Name, Attempt: inst.attempt}); err != nil {
+		if err := c.stepStarted(inst, now, i, inst.attempt); err != nil {
 			return c.storeFailed(inst, err)
 		}
 		now = c.clock.Now() // the write may have waited for a sync
@@ -174,11 +174,7 @@ func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
 	}
 	inst.mu.Lock()
 	if err == nil {
-		then := Event{Type: EventSagaCompleted}
-		if i+1 < len(c.def.steps) {
-			then = Event{Type: EventStepStarted, Step: c.def.steps[i+1].Name, Attempt: 1}
-		}
-		if err := c.commitAt(inst, end, Event{Type: EventStepSucceeded, Step: step.Name, Attempt: attempt, State: raw}, then); err != nil {
+		if err := c.stepSucceeded(inst, end, i, attempt, raw); err != nil {
 			return c.storeFailed(inst, err)
 		}
 		inst.state = *state
@@ -194,6 +190,41 @@ func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
 	at := earliest(end.Add(c.delay(step.Retry, attempt)), deadline)
 	inst.mu.Unlock()
 	return c.retryLater(inst, EventStepAttemptFailed, step.Name, attempt, attempt+1, at, err)
+}
+
+// stepStarted records that attempt attempt of step i starts. It expects
+// inst.mu held.
+func (c *Coordinator[S]) stepStarted(inst *instance[S], now time.Time, i, attempt int) error {
+	p := getBatch()
+	events := append(*p, Event{})
+	events[0].Type, events[0].Step, events[0].Attempt = EventStepStarted, c.def.steps[i].Name, attempt
+	err := c.record(inst, now, events)
+	putBatch(p, events)
+	return err
+}
+
+// stepSucceeded records that attempt attempt of step i succeeded with the
+// state encoded in raw, and that the next step starts, or that the saga
+// completed. It expects inst.mu held.
+//
+// It and stepStarted fill in the events where they are recorded from:
+// built as literals and handed to commitAt, they were copied twice, and
+// took most of forward's stack frame, to which every worker's stack grew
+// again after each collection had shrunk it (forward's frame: 1504 -> 584
+// bytes; stack copies in loadgen's CPU profile: 2.3 -> 1.0%).
+func (c *Coordinator[S]) stepSucceeded(inst *instance[S], end time.Time, i, attempt int, raw json.RawMessage) error {
+	p := getBatch()
+	events := append(*p, Event{}, Event{})
+	done, then := &events[0], &events[1]
+	done.Type, done.Step, done.Attempt, done.State = EventStepSucceeded, c.def.steps[i].Name, attempt, raw
+	if i+1 < len(c.def.steps) {
+		then.Type, then.Step, then.Attempt = EventStepStarted, c.def.steps[i+1].Name, 1
+	} else {
+		then.Type = EventSagaCompleted
+	}
+	err := c.record(inst, end, events)
+	putBatch(p, events)
+	return err
 }
 
 // giveUp records that the current step failed for good and starts the
