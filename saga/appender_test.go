@@ -114,3 +114,17 @@ func TestStateThatStopsEncodingCompensates(t *testing.T) {
 	assert.Equal(t, 0, snap.State.N, "the first step undone, from the last state that encoded")
 	assert.Contains(t, snap.LastError, "cannot encode")
 }
+
+func TestAppendedStatesOfDifferentSizes(t *testing.T) {
+	t.Parallel()
+	def := tallySteps(t, 2, func(s *tally) error { s.N++; return nil })
+	h := newHarness(t, def, saga.Config{})
+	// Each instance sizes its buffers after its own states.
+	for _, pad := range []string{"", strings.Repeat("y", 5000), "z", strings.Repeat("w", 100)} {
+		id := h.Start(tally{Pad: pad})
+		h.WaitStatus(id, saga.StatusCompleted)
+		snap, err := h.Get(context.Background(), id)
+		require.NoError(t, err)
+		assert.Equal(t, tally{N: 2, Pad: pad}, snap.State)
+	}
+}
