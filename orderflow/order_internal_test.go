@@ -377,3 +377,20 @@ func FuzzPlainEmail(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendJSONAppendsWhatMarshalJSONWrites(t *testing.T) {
+	t.Parallel()
+	req := goodRequest()
+	o, probs := req.normalize()
+	require.Empty(t, probs)
+	o.ID, o.ChargeID, o.Status = "order-1", `CH-"1"`, StatusPaymentProcessed
+	want, err := o.MarshalJSON()
+	require.NoError(t, err)
+	got, err := o.AppendJSON([]byte("prefix"))
+	require.NoError(t, err)
+	assert.Equal(t, "prefix"+string(want), string(got))
+
+	o.Status = 0
+	_, err = o.AppendJSON(nil)
+	assert.Error(t, err, "no status: not a valid order")
+}

@@ -25,7 +25,8 @@ type Coordinator[S any] struct {
 	def       *Definition[S]
 	cfg       Config
 	store     Store
-	claimer   Claimer // the store, if other processes share it
+	claimer   Claimer      // the store, if other processes share it
+	mem       *MemoryStore // the store, if it is a memory store: see append
 	ownsStore bool
 	clock     clock.Clock
 	log       *slog.Logger
@@ -98,6 +99,7 @@ func New[S any](def *Definition[S], cfg Config) (*Coordinator[S], error) {
 		c.ownsStore = true
 	}
 	c.claimer, _ = c.store.(Claimer)
+	c.mem, _ = c.store.(*MemoryStore)
 	for i, s := range def.steps {
 		if s.Breaker == "" {
 			continue
@@ -409,11 +411,13 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 	}
 	// Encode the instance's own copy: encoding state itself would move it
 	// to the heap as well.
-	inst := &instance[S]{progress: newProgress(c.def), slotted: true}
+	inst := new(instance[S]) // not a literal, which would be built in Start's stack frame first
+	inst.init(c.def)
+	inst.slotted = true
 	inst.state = state
-	raw, err := encodeState(&inst.state)
-	if err == nil && !validJSON(raw) { // once per instance: a MarshalJSON is trusted after this
-		err = errors.New("MarshalJSON returned invalid JSON")
+	raw, err := inst.encodeState(&inst.state)
+	if err == nil && !validJSON(raw) { // once per instance: its encoder is trusted after this
+		err = errors.New("not valid JSON")
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: encode state: %w", ErrInvalidArgument, err)
@@ -451,7 +455,7 @@ func (c *Coordinator[S]) Start(ctx context.Context, state S, opts ...StartOption
 		return "", fmt.Errorf("%w: %q", ErrDuplicate, id)
 	}
 	c.stamp(inst, events, now)
-	if err := c.store.Create(ctx, events); err != nil {
+	if err := c.create(ctx, inst, events); err != nil {
 		c.live.remove(id)
 		inst.mu.Unlock()
 		c.release()

@@ -56,8 +56,9 @@ type progress[S any] struct {
 	dedup map[string]struct{}          // dedup keys of received signals
 }
 
-func newProgress[S any](def *Definition[S]) progress[S] {
-	return progress[S]{def: def, failedStep: -1}
+// init makes p the fold of an empty log of def.
+func (p *progress[S]) init(def *Definition[S]) {
+	*p = progress[S]{def: def, failedStep: -1}
 }
 
 // next returns the status an event of type t moves an instance in status s
@@ -284,7 +285,8 @@ func (p *progress[S]) snapshot() Snapshot[S] {
 
 // fold rebuilds the progress of an instance from its log.
 func fold[S any](def *Definition[S], events []Event) (progress[S], error) {
-	p := newProgress(def)
+	var p progress[S]
+	p.init(def)
 	for i := range events {
 		if err := p.apply(&events[i], true); err != nil {
 			return p, err
@@ -307,10 +309,22 @@ type instance[S any] struct {
 	parked  bool        // a timer or a signal will wake it
 	timer   clock.Timer // armed while parked with a deadline
 	slotted bool        // holds one of the coordinator's in-flight slots
+	log     *memLog     // a handle to its log, with a memory store
 
 	// Scratch space of the worker advancing the instance, reused so that
 	// a step does not allocate it: the state an attempt works on.
 	work S
+
+	// buf is the room left in the buffer that the instance's states are
+	// encoded into, if its state type is a JSONAppender, and room the
+	// least room an encoding should find there: see appendState. Only the
+	// worker advancing the instance touches them.
+	buf  []byte
+	room int
+
+	// ctxs are fresh contexts for the attempts to come, made together:
+	// see attemptCtx. Only the worker advancing the instance touches it.
+	ctxs []attemptCtx
 
 	// keys holds the idempotency keys of every step ("<id>/<step>", one
 	// after the other) in one string, made by the first attempt: see key.
@@ -341,4 +355,18 @@ func (inst *instance[S]) key(i int) string {
 		off += len(inst.id) + 1 + len(steps[k].Name)
 	}
 	return inst.keys[off : off+len(inst.id)+1+len(steps[i].Name)]
+}
+
+// attemptCtx returns a zero context for the next attempt. An instance makes
+// the contexts of its attempts as many as it has steps at a time, in one
+// allocation instead of one each (BenchmarkOrder: 22 -> 19 allocations per
+// order); each is used once, as an action may keep its context after it
+// returned.
+func (inst *instance[S]) attemptCtx() *attemptCtx {
+	if len(inst.ctxs) == 0 {
+		inst.ctxs = make([]attemptCtx, len(inst.def.steps))
+	}
+	a := &inst.ctxs[0]
+	inst.ctxs = inst.ctxs[1:]
+	return a
 }

@@ -360,3 +360,33 @@ func BenchmarkMemoryStoreLog(b *testing.B) {
 		}
 	})
 }
+
+func TestMemoryStoreFinishedLogKeepsEveryTime(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{})
+	base := time.Date(2025, 1, 1, 12, 0, 0, 999_999_999, time.UTC)
+	times := []time.Time{
+		base, base.Add(time.Nanosecond), base.Add(-1500 * time.Millisecond), // back, across a second
+		base.AddDate(40, 0, 0), base.AddDate(-100, 0, 0), base.AddDate(-100, 0, 0).Add(33 * 365 * 24 * time.Hour),
+		time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 5, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC), base.Add(-time.Nanosecond), base,
+	}
+	log := make([]saga.Event, len(times)+1)
+	for i := range log {
+		log[i] = saga.Event{SagaID: "s", Run: "r", Seq: uint64(i + 1), Type: saga.EventSignalReceived, Signal: "x", Time: base}
+		if i < len(times) {
+			log[i].Time = times[i]
+		}
+	}
+	log[0].Type, log[0].Signal, log[0].Definition = saga.EventSagaStarted, "", "orders"
+	log[len(log)-1].Type, log[len(log)-1].Signal = saga.EventSagaCompensated, ""
+	require.NoError(t, s.Create(t.Context(), log[:1]))
+	require.NoError(t, s.Append(t.Context(), "s", 1, log[1:]))
+
+	got, err := s.Load(t.Context(), "s")
+	require.NoError(t, err)
+	require.Len(t, got, len(log))
+	for i := range log {
+		assert.True(t, log[i].Time.Equal(got[i].Time), "%d: time %v, want %v", i, got[i].Time, log[i].Time)
+	}
+}
