@@ -349,6 +349,22 @@ type runScanner struct {
 	rest   []byte   // the entries of the block being scanned
 }
 
+// eachEntry calls fn for every entry of r, in order, until fn returns
+// false, and returns the first error reading r. The entry's slices are
+// valid during the call.
+func (r *finRun) eachEntry(fn func(e runEntry) bool) error {
+	s := runScanner{r: r}
+	for {
+		e, ok, err := s.scan()
+		if err != nil || !ok {
+			return err
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+}
+
 // scanChunk is about how many bytes a scanner reads at a time.
 const scanChunk = 256 << 10
 

@@ -138,18 +138,13 @@ func (d *finIndex) each(fn func(id, packed []byte, end int64) bool) error {
 		}
 	}
 	for _, r := range d.runs {
-		s := runScanner{r: r}
-		for {
-			e, ok, err := s.scan()
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			if !fn(e.id, e.packed, e.end) {
-				return nil
-			}
+		more := true
+		err := r.eachEntry(func(e runEntry) bool {
+			more = fn(e.id, e.packed, e.end)
+			return more
+		})
+		if err != nil || !more {
+			return err
 		}
 	}
 	return nil
@@ -192,18 +187,14 @@ func (d *finIndex) expired(expired func(end int64) bool, drop map[string]struct{
 		if !expired(r.minEnd) {
 			continue
 		}
-		s := runScanner{r: r}
-		for {
-			e, ok, err := s.scan()
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
+		err := r.eachEntry(func(e runEntry) bool {
 			if expired(e.end) {
 				drop[string(e.id)] = struct{}{}
 			}
+			return true
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
