@@ -30,9 +30,10 @@ import (
 // In memory a run keeps only a Bloom filter of its hashes, the first hash
 // and offset of each block (together about 1.5 bytes per instance at the
 // default tuning) and a few tallies of when its instances ended, so that
-// a lookup reads one block, or none when the filter rules the ID out. A run is derived data: the file is unlinked as
-// soon as it is created (Open removes one left by a crash in between), it
-// is never fsynced, and recovery rebuilds the index from the segments.
+// a lookup reads one block, or none when the filter rules the ID out. A
+// run is derived data: the file is unlinked as soon as it is created
+// (Open removes one left by a crash in between), it is never fsynced, and
+// recovery rebuilds the index from the segments.
 
 // finRun is a run. Its fields never change once written; any number of
 // goroutines may read it until it is closed.

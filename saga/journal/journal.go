@@ -417,8 +417,9 @@ func (j *Journal) Ping(context.Context) error {
 func (j *Journal) Durable() bool { return true }
 
 // Close writes and fsyncs what is queued, closes the files (which frees the
-// disk space of the index's runs) and releases the directory. Later calls fail with saga.ErrClosed; Close itself may be
-// called again and then does nothing.
+// disk space of the index's runs) and releases the directory. Later calls
+// fail with saga.ErrClosed; Close itself may be called again and then does
+// nothing.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	if j.closed {

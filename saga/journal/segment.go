@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -134,7 +135,8 @@ func (j *Journal) segments() ([]int, error) {
 	for _, de := range names {
 		name := de.Name()
 		if strings.HasSuffix(name, ".tmp") {
-			if err := os.Remove(filepath.Join(j.dir, name)); err != nil {
+			// A run of the index may unlink itself meanwhile.
+			if err := os.Remove(filepath.Join(j.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("journal: %w", err)
 			}
 			continue

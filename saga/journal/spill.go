@@ -42,9 +42,11 @@ type spillTuning struct {
 	readAt func(f *os.File, b []byte, off int64) (int, error) // nil for (*os.File).ReadAt
 }
 
-// defaultTuning keeps at most about 2 x 64k instances in memory (a full
-// table and the one being written), some 9 MB, and reads 4 KiB per lookup
-// in a run.
+// defaultTuning keeps about 2 x 64k instances in memory while the
+// background job keeps up (a full table and the one being written), some
+// 9 MB, and reads 4 KiB per lookup in a run. While the job is busy with a
+// long merge or a compaction rewrites the runs, the memory table grows
+// with what finishes meanwhile.
 var defaultTuning = spillTuning{at: 64 << 10, fanIn: 4, block: 4 << 10, bloomBits: 10}
 
 // endTallies is how many stretches of time within retention a run tallies
@@ -126,28 +128,6 @@ func (d *finIndex) has(id string) (bool, error) {
 func (d *finIndex) add(id string, locs []loc, end int64) (full bool) {
 	d.mem.add(d.hash(id), id, locs, end)
 	return d.mem.len() >= d.tune.at
-}
-
-// each calls fn for every instance of d, in no particular order, until fn
-// returns false. The slices are valid during the call. It reads the runs,
-// and returns the first error doing so.
-func (d *finIndex) each(fn func(id, packed []byte, end int64) bool) error {
-	for _, f := range append([]*finished{d.mem}, d.frozen...) {
-		if !f.each(func(_ uint64, id, packed []byte, end int64) bool { return fn(id, packed, end) }) {
-			return nil
-		}
-	}
-	for _, r := range d.runs {
-		more := true
-		err := r.eachEntry(func(e runEntry) bool {
-			more = fn(e.id, e.packed, e.end)
-			return more
-		})
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
 }
 
 // count returns how many records the instances of d have, and how many of
