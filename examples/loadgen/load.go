@@ -103,14 +103,15 @@ func (s failingShipping) CreateShipment(ctx context.Context, req orderflow.Shipm
 	return s.ShippingService.CreateShipment(ctx, req)
 }
 
-// keepLast is how many operations each service remembers by their keys:
-// an order makes one per service, so this is the orders that may start
-// while one runs before the services forget its keys. It is far more than
-// start while any order of a run takes (a few times the orders in flight),
-// and it is fixed, so that the services' memory follows the orders in
-// flight, as the engine's does, and not the orders finished. An undo that
-// comes after its key is forgotten finds nothing to undo (a refund, no
-// charge), and the books do not balance: verify says so.
+// keepLast is how many operations each service remembers by their keys.
+// An order makes one per service, so the services forget an order's keys
+// once that many orders have started after it: far more than start while
+// any order of a run is in flight (a few times the orders in flight). It
+// is a count, not a time, so that the services' memory follows the orders
+// in flight, as the engine's does, and neither the orders finished nor
+// how fast they come. An undo that comes after its key is forgotten finds
+// nothing to undo (a refund, no charge), and the books do not balance:
+// verify says so.
 func (o options) keepLast() int {
 	return max(64*o.concurrency, 1<<16)
 }
