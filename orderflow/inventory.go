@@ -86,19 +86,21 @@ func NewInventoryService(cfg InventoryConfig) *InventoryService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &InventoryService{
+	s := &InventoryService{
 		Faults:       Faults{clock: cfg.Clock},
 		enforce:      cfg.EnforceCatalog,
 		products:     make(map[string]int32),
 		reservations: newMemo[reservationRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
+	s.books.apply = s.apply
+	return s
 }
 
 // OpenInventoryService returns an InventoryService that keeps its state in
 // the file at path, as OpenPaymentService does. Close it when done.
 func OpenInventoryService(path string, cfg InventoryConfig) (*InventoryService, error) {
 	s := NewInventoryService(cfg)
-	if err := s.open(path, s.apply); err != nil {
+	if err := s.open(path); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -112,15 +114,6 @@ type inventoryChange struct {
 	Reservation Reservation `json:"reservation,omitzero"`
 	Key         string      `json:"key,omitempty"`
 	Order       string      `json:"order,omitempty"`
-}
-
-// commit records c in the file, if there is one, and applies it. It
-// expects s.mu held.
-func (s *InventoryService) commit(c inventoryChange) error {
-	if err := s.record(c); err != nil {
-		return err
-	}
-	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.

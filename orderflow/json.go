@@ -1,10 +1,7 @@
 package orderflow
 
 import (
-	"bytes"
-	"fmt"
 	"strconv"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -12,25 +9,9 @@ import (
 // the hot path: Order encodes itself by appending, without reflection. The
 // output is what encoding/json would write for the struct tags.
 
-// scratch holds buffers that orders are encoded into before they are
-// copied out at their exact size: the saga's log keeps every encoding, so
-// it would keep any room left over too.
-var scratch = sync.Pool{New: func() any { return new([]byte) }}
-
-// MarshalJSON encodes the order as its struct tags say.
-func (o Order) MarshalJSON() ([]byte, error) {
-	if !o.Status.Valid() {
-		return nil, fmt.Errorf("orderflow: invalid status %d", uint8(o.Status))
-	}
-	p := scratch.Get().(*[]byte)
-	b := o.appendJSON((*p)[:0])
-	out := bytes.Clone(b)
-	if cap(b) <= 64<<10 { // an unusually large order's buffer is left to the collector
-		*p = b
-		scratch.Put(p)
-	}
-	return out, nil
-}
+// MarshalJSON encodes the order as its struct tags say. The saga engine
+// uses AppendJSON instead.
+func (o Order) MarshalJSON() ([]byte, error) { return o.AppendJSON(nil) }
 
 // appendJSON appends the order's JSON to b. Its status must be valid.
 func (o *Order) appendJSON(b []byte) []byte {

@@ -13,18 +13,20 @@ import (
 )
 
 // books is the bookkeeping the bundled services share: the lock over their
-// state and the file their changes go to (none for a service in memory). A
-// service changes its state only by recording a change here and then
-// applying it, so that its file and its memory never disagree.
+// state, how a change applies to it, and the file their changes go to
+// (none for a service in memory). A service changes its state only
+// through commit, which records a change here and then applies it, so
+// that its file and its memory never disagree.
 type books[C any] struct {
 	mu     sync.Mutex
+	apply  func(C) error
 	ledger *ledger
 }
 
-// open replays the file at path through apply and keeps it for the changes
-// to come.
-func (b *books[C]) open(path string, apply func(C) error) error {
-	l, err := openLedger(path, apply)
+// open replays the file at path through b.apply and keeps it for the
+// changes to come.
+func (b *books[C]) open(path string) error {
+	l, err := openLedger(path, b.apply)
 	if err != nil {
 		return err
 	}
@@ -32,12 +34,15 @@ func (b *books[C]) open(path string, apply func(C) error) error {
 	return nil
 }
 
-// record writes c to the file, if there is one. It expects b.mu held.
-func (b *books[C]) record(c C) error {
-	if b.ledger == nil {
-		return nil
+// commit writes c to the file, if there is one, and then applies it. It
+// expects b.mu held.
+func (b *books[C]) commit(c C) error {
+	if b.ledger != nil {
+		if err := b.ledger.append(c); err != nil {
+			return err
+		}
 	}
-	return b.ledger.append(c)
+	return b.apply(c)
 }
 
 // Close closes the service's file, if it has one. The service must not be

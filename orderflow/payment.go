@@ -89,12 +89,14 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &PaymentService{
+	p := &PaymentService{
 		Faults:              Faults{clock: cfg.Clock},
 		requireRegistration: cfg.RequireRegistration,
 		accounts:            make(map[string]int32),
 		charges:             newMemo[chargeRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
+	p.books.apply = p.apply
+	return p
 }
 
 // OpenPaymentService returns a PaymentService that keeps its state in the
@@ -105,7 +107,7 @@ func NewPaymentService(cfg PaymentConfig) *PaymentService {
 // directory lock). Close it when done.
 func OpenPaymentService(path string, cfg PaymentConfig) (*PaymentService, error) {
 	p := NewPaymentService(cfg)
-	if err := p.open(path, p.apply); err != nil {
+	if err := p.open(path); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -120,15 +122,6 @@ type paymentChange struct {
 	Charge Charge `json:"charge,omitzero"`
 	Key    string `json:"key,omitempty"`
 	Order  string `json:"order,omitempty"`
-}
-
-// commit records c in the file, if there is one, and applies it. It
-// expects p.mu held.
-func (p *PaymentService) commit(c paymentChange) error {
-	if err := p.record(c); err != nil {
-		return err
-	}
-	return p.apply(c)
 }
 
 // apply changes the state; on replay p.mu need not be held.

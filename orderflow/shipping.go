@@ -68,17 +68,19 @@ func NewShippingService(cfg ShippingConfig) *ShippingService {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &ShippingService{
+	s := &ShippingService{
 		Faults:    Faults{clock: cfg.Clock},
 		shipments: newMemo[shipmentRecord](cfg.KeepFor, cfg.KeepLast, cfg.Clock),
 	}
+	s.books.apply = s.apply
+	return s
 }
 
 // OpenShippingService returns a ShippingService that keeps its state in the
 // file at path, as OpenPaymentService does. Close it when done.
 func OpenShippingService(path string, cfg ShippingConfig) (*ShippingService, error) {
 	s := NewShippingService(cfg)
-	if err := s.open(path, s.apply); err != nil {
+	if err := s.open(path); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -91,15 +93,6 @@ type shippingChange struct {
 	Shipment Shipment `json:"shipment,omitzero"`
 	Key      string   `json:"key,omitempty"`
 	Order    string   `json:"order,omitempty"`
-}
-
-// commit records c in the file, if there is one, and applies it. It
-// expects s.mu held.
-func (s *ShippingService) commit(c shippingChange) error {
-	if err := s.record(c); err != nil {
-		return err
-	}
-	return s.apply(c)
 }
 
 // apply changes the state; on replay s.mu need not be held.
