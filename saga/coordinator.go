@@ -128,7 +128,9 @@ func (c *Coordinator[S]) Store() Store { return c.store }
 // was started but not recorded as done runs again, with the same
 // idempotency key; a compensation in progress continues; a scheduled retry
 // waits for its recorded time; stuck instances stay stuck. A log that
-// cannot be read back is logged and skipped, and reported by Health.
+// cannot be read back is logged and skipped, and reported by Health. If
+// Startup fails after it claimed instances of a shared store, it hands
+// them back, so that other processes need not wait for its lease.
 func (c *Coordinator[S]) Startup(ctx context.Context) error {
 	c.life.Lock()
 	defer c.life.Unlock()
@@ -153,10 +155,17 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 		ids, err = c.store.Unfinished(ctx, c.def.name)
 	}
 	if err != nil {
-		return fmt.Errorf("saga: list unfinished instances: %w", err)
+		err = fmt.Errorf("saga: list unfinished instances: %w", err)
+		if c.claimer != nil { // it counted in the census
+			err = errors.Join(err, c.handBack(ctx, nil))
+		}
+		return err
 	}
 	found, err := c.recover(ctx, ids)
 	if err != nil {
+		if c.claimer != nil { // what it claimed would wait for its lease
+			err = errors.Join(err, c.handBack(ctx, ids))
+		}
 		return err
 	}
 
@@ -189,6 +198,20 @@ func (c *Coordinator[S]) Startup(ctx context.Context) error {
 // releaseTimeout bounds how long Shutdown tries to hand back instances to
 // a shared store.
 const releaseTimeout = 5 * time.Second
+
+// handBack tells a shared store that this process no longer runs the
+// definition and gives back the instances it owned, within releaseTimeout
+// even when ctx has ended: handing back is what lets another process take
+// over now rather than after the lease.
+func (c *Coordinator[S]) handBack(ctx context.Context, owned []string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	err := c.claimer.Leave(rctx, c.def.name)
+	if len(owned) > 0 {
+		err = errors.Join(err, c.claimer.Release(rctx, owned))
+	}
+	return err
+}
 
 // recover loads and folds the logs of ids. A log that cannot be folded is
 // logged, counted and skipped.
@@ -307,14 +330,7 @@ func (c *Coordinator[S]) Shutdown(ctx context.Context) error {
 	if c.claimer != nil {
 		owned := slices.Clone(unfinished)
 		c.stuck.each(func(inst *instance[S]) { owned = append(owned, inst.id) })
-		// Even when ctx has ended: handing back is what lets another
-		// process take over now rather than after the lease.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		released = c.claimer.Leave(rctx, c.def.name)
-		if len(owned) > 0 {
-			released = errors.Join(released, c.claimer.Release(rctx, owned))
-		}
-		cancel()
+		released = c.handBack(ctx, owned)
 	}
 	// Wait out any Signal still appending before the store closes.
 	c.life.Lock()
@@ -499,7 +515,11 @@ func (c *Coordinator[S]) acquire(ctx context.Context) error {
 	}
 }
 
-func (c *Coordinator[S]) release() { <-c.slots }
+// release frees an in-flight slot, and tells the claim loop of the room.
+func (c *Coordinator[S]) release() {
+	<-c.slots
+	c.roomFreed()
+}
 
 // Get returns the instance's current snapshot, read back from the store. It
 // returns an error wrapping ErrNotFound if no instance of this definition

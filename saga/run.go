@@ -619,7 +619,6 @@ func (c *Coordinator[S]) finish(inst *instance[S]) {
 	}
 	if slotted {
 		c.release()
-		c.roomFreed()
 	}
 	c.checkDrained()
 }
@@ -633,7 +632,6 @@ func (c *Coordinator[S]) drop(inst *instance[S]) {
 	c.live.remove(inst.id)
 	if slotted {
 		c.release()
-		c.roomFreed()
 	}
 	c.checkDrained()
 }

@@ -59,6 +59,17 @@ type node struct {
 func startNode(t *testing.T, c *cluster, name string, fx *effects) *node {
 	t.Helper()
 	store := c.open(name)
+	coord := newCoordinator(t, c, name, fx, store)
+	require.NoError(t, coord.Startup(t.Context()))
+	n := &node{name: name, store: store, coord: coord}
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// newCoordinator returns node name's coordinator of the order saga on
+// store, not started.
+func newCoordinator(t *testing.T, c *cluster, name string, fx *effects, store saga.Store) *saga.Coordinator[order] {
+	t.Helper()
 	step := func(step string) saga.Step[order] {
 		return saga.Step[order]{
 			Name: step,
@@ -89,10 +100,7 @@ func startNode(t *testing.T, c *cluster, name string, fx *effects) *node {
 		ClaimInterval: claimInterval, Workers: 64,
 	})
 	require.NoError(t, err)
-	require.NoError(t, coord.Startup(t.Context()))
-	n := &node{name: name, store: store, coord: coord}
-	t.Cleanup(func() { n.stop(t) })
-	return n
+	return coord
 }
 
 // stop shuts the coordinator down gracefully.
@@ -517,6 +525,53 @@ func TestFailover(t *testing.T) {
 	snap, err := b.coord.Get(t.Context(), "finished")
 	require.NoError(t, err)
 	assert.Equal(t, saga.StatusCompleted, snap.Status)
+}
+
+// loadFails is a store whose Load fails, as when the database goes away
+// between a claim and the reading of what was claimed.
+type loadFails struct{ *pgstore.Store }
+
+var errConnectionLost = errors.New("connection lost")
+
+func (loadFails) Load(context.Context, string) ([]saga.Event, error) { return nil, errConnectionLost }
+
+func TestFailedStartupHandsBack(t *testing.T) {
+	c := newCluster(t)
+	fx := newEffects()
+	a := startNode(t, c, "a", fx)
+	fx.hold("orphan")
+	sub := a.coord.Subscribe(saga.SubscribeOptions{SagaID: "orphan", Buffer: 64})
+	_, err := a.coord.Start(t.Context(), order{}, saga.WithID("orphan"))
+	require.NoError(t, err)
+	for e := range sub.Events() {
+		if e.Type == saga.EventStepStarted && e.Step == "reserve" {
+			break
+		}
+	}
+	sub.Close()
+	a.store.Abandon() // a dies, holding the order
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = a.coord.Shutdown(dead)
+	c.clock.Advance(leaseTTL + time.Second)
+
+	// b claims the order and cannot read it back.
+	store := c.open("b")
+	b := newCoordinator(t, c, "b", fx, loadFails{store})
+	err = b.Startup(t.Context())
+	require.ErrorIs(t, err, errConnectionLost)
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+
+	// b's lease is live, yet the order and b's place in the count are
+	// handed back: c need not wait for the lease.
+	other := c.open("c")
+	t.Cleanup(func() { _ = other.Close() })
+	census, err := other.Census(t.Context(), "order")
+	require.NoError(t, err)
+	assert.Equal(t, 1, census.Processes, "b left the count")
+	claimed, err := other.Claim(t.Context(), "order", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orphan"}, claimed)
 }
 
 func TestDuplicateStartAcrossNodes(t *testing.T) {
