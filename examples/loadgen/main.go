@@ -8,6 +8,12 @@
 //	go run ./examples/loadgen -store journal -json  # every acknowledgement fsynced
 //	go run ./examples/loadgen -store postgres -dsn postgres://postgres@127.0.0.1:5432/test -coordinators 3
 //
+// Orders are placed without waiting for their end, as a service's request
+// handlers place them, and the engine's event hook hands each end back,
+// which frees its place for the next order. With the memory store a
+// goroutine per processor places them; with a durable store, whose
+// acknowledgement waits for a write, one per order in flight does.
+//
 // With the journal the engine gets a worker per order in flight
 // (-workers): every step waits for an fsync, and the orders waiting should
 // share one rather than queue for a worker.

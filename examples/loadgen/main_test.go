@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,12 +118,81 @@ func TestVerifyPassesBooksThatBalance(t *testing.T) {
 	tl := new(tally)
 	for i := range o.orders {
 		req, fails := request(i, o.failRate)
-		oc, _ := r.run(context.Background(), 0, i, req)
+		oc := r.order(context.Background(), i, req)
 		tl.record(i, req, fails, oc, time.Millisecond, 0)
 	}
 	assert.Empty(t, verify(o, svc, tl))
 	assert.EqualValues(t, 15, tl.completed.Load())
 	assert.EqualValues(t, 5, tl.failed.Load())
+}
+
+// asyncRunner ends the orders it places from a goroutine of its own, as
+// the engine's event hook does, but refuses those that refuse says to,
+// and ends none once hold says so.
+type asyncRunner struct {
+	finish finishFunc
+	refuse func(i int) bool
+	placed atomic.Int64
+	hold   func(placed int64) bool
+	wg     sync.WaitGroup
+}
+
+func (r *asyncRunner) start(_ context.Context, slot, i int, req orderflow.OrderRequest) bool {
+	if r.refuse(i) {
+		return false
+	}
+	if r.hold(r.placed.Add(1)) {
+		return true
+	}
+	oc := completed
+	if req.Customer.Address == unreachable {
+		oc = failed
+	}
+	r.wg.Go(func() { r.finish(slot, oc, time.Now()) })
+	return true
+}
+
+func (r *asyncRunner) close() error { r.wg.Wait(); return nil }
+
+func TestDealerTakesBackEveryOrder(t *testing.T) {
+	t.Parallel()
+	o := options{orders: 500, concurrency: 8, failRate: 0.1}
+	tl := new(tally)
+	d := newDealer(o, clock.Real(), tl)
+	r := &asyncRunner{finish: d.finish, refuse: func(i int) bool { return i%50 == 7 }, hold: func(int64) bool { return false }}
+	d.run(context.Background(), r, 3)
+	require.NoError(t, r.close())
+
+	assert.EqualValues(t, o.orders, d.done.Load(), "every order ended or was refused")
+	assert.EqualValues(t, 10, tl.nWrong, "the refused orders count as lost")
+	assert.EqualValues(t, o.orders-10, tl.completed.Load()+tl.failed.Load())
+	assert.Len(t, d.free, o.concurrency, "every slot is free again")
+	assert.LessOrEqual(t, r.placed.Load(), int64(o.orders))
+}
+
+func TestDealerStopsWhenInterrupted(t *testing.T) {
+	t.Parallel()
+	o := options{orders: 1000, concurrency: 8}
+	tl := new(tally)
+	d := newDealer(o, clock.Real(), tl)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The first 20 orders end; then every slot fills with an order that
+	// never ends, and the run is interrupted.
+	r := &asyncRunner{finish: d.finish, refuse: func(int) bool { return false }, hold: func(placed int64) bool {
+		if placed > 20 {
+			if placed == 20+int64(o.concurrency) {
+				cancel()
+			}
+			return true
+		}
+		return false
+	}}
+	d.run(ctx, r, 3) // returns although 8 orders never end
+	require.NoError(t, r.close())
+	assert.EqualValues(t, 20, d.done.Load())
+	assert.EqualValues(t, 28, r.placed.Load(), "nothing is placed once every slot is held")
+	assert.Contains(t, verify(o, newServices(o.orders, o.keepLast()), tl), "980 orders never ran")
 }
 
 func TestServicesRememberKeysOfManyOrdersInFlight(t *testing.T) {
