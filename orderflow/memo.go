@@ -47,9 +47,10 @@ type memoChunk[R any] struct {
 const chunkRecords = 1024
 
 type memoRecord[R any] struct {
-	at  int64 // when it was made, in nanoseconds since the epoch
-	key span
-	val R
+	at   int64 // when it was made, in nanoseconds since the epoch
+	key  span
+	hash uint32 // the key's, as the index has it: forget needs not hash it again
+	val  R
 }
 
 // span is text of a record: where it is in its chunk's bytes.
@@ -130,8 +131,8 @@ func (m *memo[R]) add(key string) (uint64, *R) {
 	}
 	m.next++
 	r := m.record(n)
-	*r = memoRecord[R]{at: at, key: m.put(n, key)}
-	m.index.insert(m.hash(maphash.String(m.seed, key)), uint32(n))
+	*r = memoRecord[R]{at: at, key: m.put(n, key), hash: m.hash(maphash.String(m.seed, key))}
+	m.index.insert(r.hash, uint32(n))
 	return n, &r.val
 }
 
@@ -144,8 +145,7 @@ func (m *memo[R]) forget(before int64) {
 		if r.at >= before && (m.last == 0 || m.next-m.head < m.last) {
 			break
 		}
-		key := m.chunk(m.head).text[r.key.off : r.key.off+r.key.n]
-		m.index.remove(m.hash(maphash.Bytes(m.seed, key)), uint32(m.head))
+		m.index.remove(r.hash, uint32(m.head))
 		m.head++
 		if m.head-m.base == chunkRecords {
 			m.chunks[0] = nil
