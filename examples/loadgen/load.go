@@ -181,13 +181,17 @@ type runner interface {
 // finishFunc is told that the order in slot ended oc at the time at.
 type finishFunc func(slot int, oc outcome, at time.Time)
 
-// placers returns how many goroutines place the orders. A bare order runs
-// in the goroutine that places it, and with the journal or PostgreSQL,
-// placing an order waits for its first write to be durable: then one per
-// order in flight. With the memory store, placing an order does not wait,
-// and one per processor places them as fast as a larger number would.
+// placers returns how many goroutines place the orders, 0 for one per
+// order in flight that runs its orders itself, one after another (see
+// dealer). With the journal or PostgreSQL, placing an order waits for its
+// first write to be durable: then one per order in flight. With the memory
+// store, placing an order does not wait, and one per processor places them
+// as fast as a larger number would.
 func (o options) placers() int {
-	if o.engine == "bare" || o.store == "journal" || o.store == "postgres" {
+	switch {
+	case o.engine == "bare":
+		return 0
+	case o.store == "journal" || o.store == "postgres":
 		return o.concurrency
 	}
 	return runtime.GOMAXPROCS(0)
@@ -215,7 +219,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	// service share its downstream services: an order may run on any.
 	svc := newServices(o.orders, o.keepLast())
 	t := new(tally)
-	d := newDealer(o, clk, t)
+	d := newDealer(o, clk, t, o.placers())
 	var r runner
 	var err error
 	if o.engine == "bare" {
@@ -235,7 +239,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	stopProgress := progress(stderr, clk, &d.done, o.orders)
 
 	start := clk.Now()
-	d.run(ctx, r, o.placers())
+	d.run(ctx, r)
 	elapsed := clk.Now().Sub(start)
 	stopProgress()
 	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
@@ -280,15 +284,18 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 // engine's event hook hands the end back. A goroutine per order in flight
 // waiting for its end, as before, cost the memory store's runs 15% of
 // their rate in the load generator's own scheduling (100,000 orders:
-// 113-137k -> 136-160k orders/s, in turns).
+// 113-137k -> 136-160k orders/s, in turns). A runner that ends each order
+// before start returns (bare) gets a goroutine per slot instead, which
+// keeps its slot: passing slots around cost it 8%.
 type dealer struct {
-	o   options
-	clk clock.Clock
-	t   *tally
+	o       options
+	clk     clock.Clock
+	t       *tally
+	placers int // 0: a goroutine per slot, keeping it
 
 	next, done atomic.Int64 // orders handed out, orders ended
 	held       []held       // by slot
-	free       chan int     // slots free for an order
+	free       chan int     // slots free for an order, with placers
 	stop       chan struct{}
 	stopOnce   sync.Once
 
@@ -306,24 +313,40 @@ type held struct {
 	t0    time.Time
 }
 
-func newDealer(o options, clk clock.Clock, t *tally) *dealer {
+func newDealer(o options, clk clock.Clock, t *tally, placers int) *dealer {
 	d := &dealer{
-		o: o, clk: clk, t: t,
-		held: make([]held, o.concurrency), free: make(chan int, o.concurrency),
-		stop: make(chan struct{}), ended: make(chan struct{}),
+		o: o, clk: clk, t: t, placers: placers,
+		held: make([]held, o.concurrency), stop: make(chan struct{}), ended: make(chan struct{}),
 	}
-	for slot := range o.concurrency {
-		d.free <- slot
+	if placers > 0 {
+		d.free = make(chan int, o.concurrency)
+		for slot := range o.concurrency {
+			d.free <- slot
+		}
 	}
 	d.open.Store(1)
 	return d
 }
 
-// run places the orders from placers goroutines and returns when every
-// order has ended, or when ctx ends.
-func (d *dealer) run(ctx context.Context, r runner, placers int) {
+// run places the orders and returns when every order has ended, or when
+// ctx ends.
+func (d *dealer) run(ctx context.Context, r runner) {
 	var wg sync.WaitGroup
-	for range placers {
+	if d.placers == 0 {
+		for slot := range d.o.concurrency {
+			wg.Go(func() {
+				// Yield after each order, as a request handler waits for
+				// the network between requests: a goroutine that went on
+				// would keep its processor for its whole time slice, and
+				// the orders of the others would wait up to 100 ms
+				// (bare: p99 22-30 -> 4-14 ms; 5% fewer orders/s).
+				for d.placeIn(ctx, r, slot) {
+					runtime.Gosched()
+				}
+			})
+		}
+	}
+	for range d.placers {
 		wg.Go(func() { d.place(ctx, r) })
 	}
 	wg.Wait()
@@ -346,19 +369,28 @@ func (d *dealer) place(ctx context.Context, r runner) {
 		case <-ctx.Done():
 			return
 		}
-		i := int(d.next.Add(1) - 1)
-		if i >= d.o.orders || ctx.Err() != nil {
+		if !d.placeIn(ctx, r, slot) {
 			d.free <- slot
 			d.stopOnce.Do(func() { close(d.stop) })
 			return
 		}
-		req, fails := request(i, d.o.failRate)
-		d.held[slot] = held{i: i, req: req, fails: fails, t0: d.clk.Now()}
-		d.open.Add(1)
-		if !r.start(ctx, slot, i, req) {
-			d.finish(slot, pending, time.Time{})
-		}
 	}
+}
+
+// placeIn places the next order in slot, and reports false if every order
+// has been handed out or ctx has ended.
+func (d *dealer) placeIn(ctx context.Context, r runner, slot int) bool {
+	i := int(d.next.Add(1) - 1)
+	if i >= d.o.orders || ctx.Err() != nil {
+		return false
+	}
+	req, fails := request(i, d.o.failRate)
+	d.held[slot] = held{i: i, req: req, fails: fails, t0: d.clk.Now()}
+	d.open.Add(1)
+	if !r.start(ctx, slot, i, req) {
+		d.finish(slot, pending, time.Time{})
+	}
+	return true
 }
 
 // finish takes back the order in slot, which ended oc at the time at (or
@@ -373,7 +405,9 @@ func (d *dealer) finish(slot int, oc outcome, at time.Time) {
 	overlap := min(int(d.next.Load()), d.o.orders) - h.i - 1
 	d.t.record(h.i, h.req, h.fails, oc, at.Sub(h.t0), overlap)
 	d.done.Add(1)
-	d.free <- slot
+	if d.placers > 0 {
+		d.free <- slot
+	}
 	d.close()
 }
 

@@ -13,6 +13,9 @@
 // which frees its place for the next order. With the memory store a
 // goroutine per processor places them; with a durable store, whose
 // acknowledgement waits for a write, one per order in flight does.
+// -engine bare runs each order to its end in one of -concurrency
+// goroutines, which yields after each order, as a request handler waits
+// for the network between requests.
 //
 // With the journal the engine gets a worker per order in flight
 // (-workers): every step waits for an fsync, and the orders waiting should

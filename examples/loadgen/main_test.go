@@ -127,10 +127,12 @@ func TestVerifyPassesBooksThatBalance(t *testing.T) {
 }
 
 // asyncRunner ends the orders it places from a goroutine of its own, as
-// the engine's event hook does, but refuses those that refuse says to,
-// and ends none once hold says so.
+// the engine's event hook does (or before start returns, as bare does, if
+// inline), but refuses those that refuse says to, and ends none once hold
+// says so.
 type asyncRunner struct {
 	finish finishFunc
+	inline bool
 	refuse func(i int) bool
 	placed atomic.Int64
 	hold   func(placed int64) bool
@@ -148,7 +150,11 @@ func (r *asyncRunner) start(_ context.Context, slot, i int, req orderflow.OrderR
 	if req.Customer.Address == unreachable {
 		oc = failed
 	}
-	r.wg.Go(func() { r.finish(slot, oc, time.Now()) })
+	if r.inline {
+		r.finish(slot, oc, time.Now())
+	} else {
+		r.wg.Go(func() { r.finish(slot, oc, time.Now()) })
+	}
 	return true
 }
 
@@ -156,25 +162,33 @@ func (r *asyncRunner) close() error { r.wg.Wait(); return nil }
 
 func TestDealerTakesBackEveryOrder(t *testing.T) {
 	t.Parallel()
-	o := options{orders: 500, concurrency: 8, failRate: 0.1}
-	tl := new(tally)
-	d := newDealer(o, clock.Real(), tl)
-	r := &asyncRunner{finish: d.finish, refuse: func(i int) bool { return i%50 == 7 }, hold: func(int64) bool { return false }}
-	d.run(context.Background(), r, 3)
-	require.NoError(t, r.close())
+	for _, placers := range []int{3, 0} { // 0: a goroutine per slot, ending its orders itself
+		t.Run(strconv.Itoa(placers), func(t *testing.T) {
+			o := options{orders: 500, concurrency: 8, failRate: 0.1}
+			tl := new(tally)
+			d := newDealer(o, clock.Real(), tl, placers)
+			r := &asyncRunner{finish: d.finish, inline: placers == 0, refuse: func(i int) bool { return i%50 == 7 },
+				hold: func(int64) bool { return false }}
+			d.run(context.Background(), r)
+			require.NoError(t, r.close())
 
-	assert.EqualValues(t, o.orders, d.done.Load(), "every order ended or was refused")
-	assert.EqualValues(t, 10, tl.nWrong, "the refused orders count as lost")
-	assert.EqualValues(t, o.orders-10, tl.completed.Load()+tl.failed.Load())
-	assert.Len(t, d.free, o.concurrency, "every slot is free again")
-	assert.LessOrEqual(t, r.placed.Load(), int64(o.orders))
+			assert.EqualValues(t, o.orders, d.done.Load(), "every order ended or was refused")
+			assert.EqualValues(t, 10, tl.nWrong, "the refused orders count as lost")
+			assert.EqualValues(t, o.orders-10, tl.completed.Load()+tl.failed.Load())
+			assert.EqualValues(t, 50, tl.failed.Load())
+			if placers > 0 {
+				assert.Len(t, d.free, o.concurrency, "every slot is free again")
+			}
+			assert.EqualValues(t, o.orders-10, r.placed.Load())
+		})
+	}
 }
 
 func TestDealerStopsWhenInterrupted(t *testing.T) {
 	t.Parallel()
 	o := options{orders: 1000, concurrency: 8}
 	tl := new(tally)
-	d := newDealer(o, clock.Real(), tl)
+	d := newDealer(o, clock.Real(), tl, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The first 20 orders end; then every slot fills with an order that
@@ -188,7 +202,7 @@ func TestDealerStopsWhenInterrupted(t *testing.T) {
 		}
 		return false
 	}}
-	d.run(ctx, r, 3) // returns although 8 orders never end
+	d.run(ctx, r) // returns although 8 orders never end
 	require.NoError(t, r.close())
 	assert.EqualValues(t, 20, d.done.Load())
 	assert.EqualValues(t, 28, r.placed.Load(), "nothing is placed once every slot is held")
