@@ -49,7 +49,7 @@ const chunkRecords = 1024
 type memoRecord[R any] struct {
 	at   int64 // when it was made, in nanoseconds since the epoch
 	key  span
-	hash uint32 // the key's, as the index has it: forget needs not hash it again
+	hash uint32 // the key's, as the index has it: forget need not hash it again
 	val  R
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -178,8 +180,8 @@ type runner interface {
 	close() error
 }
 
-// finishFunc is told that the order in slot ended oc at the time at.
-type finishFunc func(slot int, oc outcome, at time.Time)
+// finishFunc is told that order i, in slot, ended oc at the time at.
+type finishFunc func(slot, i int, oc outcome, at time.Time)
 
 // placers returns how many goroutines place the orders, 0 for one per
 // order in flight that runs its orders itself, one after another (see
@@ -241,6 +243,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	start := clk.Now()
 	d.run(ctx, r)
 	elapsed := clk.Now().Sub(start)
+	ended := d.done.Load() // before close, which may end orders of an interrupted run
 	stopProgress()
 	res.PeakHeapMB = float64(heap.stop()) / (1 << 20)
 	if e, ok := r.(*engine); ok {
@@ -260,7 +263,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (result, []string, e
 	closeErr := r.close()
 
 	res.ElapsedSec = elapsed.Seconds()
-	res.OrdersPerSec = float64(d.done.Load()) / elapsed.Seconds() // all of them unless interrupted
+	res.OrdersPerSec = float64(ended) / elapsed.Seconds()
 	if pg := res.Postgres; pg != nil {
 		pg.OrdersPerRawCommit = res.OrdersPerSec / pg.RawCommitsPerSec
 	}
@@ -293,9 +296,10 @@ type dealer struct {
 	t       *tally
 	placers int // 0: a goroutine per slot, keeping it
 
-	next, done atomic.Int64 // orders handed out, orders ended
-	held       []held       // by slot
-	free       chan int     // slots free for an order, with placers
+	next, done atomic.Int64   // orders handed out, orders ended
+	held       []held         // by slot
+	owner      []atomic.Int64 // by slot: 1 + the order it holds, 0 if none
+	free       chan int       // slots free for an order, with placers
 	stop       chan struct{}
 	stopOnce   sync.Once
 
@@ -316,7 +320,8 @@ type held struct {
 func newDealer(o options, clk clock.Clock, t *tally, placers int) *dealer {
 	d := &dealer{
 		o: o, clk: clk, t: t, placers: placers,
-		held: make([]held, o.concurrency), stop: make(chan struct{}), ended: make(chan struct{}),
+		held: make([]held, o.concurrency), owner: make([]atomic.Int64, o.concurrency),
+		stop: make(chan struct{}), ended: make(chan struct{}),
 	}
 	if placers > 0 {
 		d.free = make(chan int, o.concurrency)
@@ -387,16 +392,22 @@ func (d *dealer) placeIn(ctx context.Context, r runner, slot int) bool {
 	req, fails := request(i, d.o.failRate)
 	d.held[slot] = held{i: i, req: req, fails: fails, t0: d.clk.Now()}
 	d.open.Add(1)
+	d.owner[slot].Store(int64(i) + 1)
 	if !r.start(ctx, slot, i, req) {
-		d.finish(slot, pending, time.Time{})
+		d.finish(slot, i, pending, time.Time{})
 	}
 	return true
 }
 
-// finish takes back the order in slot, which ended oc at the time at (or
-// did not run, if at is zero). The slot may take another order as soon as
-// it returns.
-func (d *dealer) finish(slot int, oc outcome, at time.Time) {
+// finish takes back order i from slot: it ended oc at the time at (or did
+// not run, if at is zero). The slot may take another order as soon as it
+// returns. An end that slot does not hold, or that came before, is
+// ignored: a store may give a second end for an order whose placing
+// failed, or ends of orders left unfinished by an earlier run.
+func (d *dealer) finish(slot, i int, oc outcome, at time.Time) {
+	if slot < 0 || slot >= len(d.owner) || !d.owner[slot].CompareAndSwap(int64(i)+1, 0) {
+		return
+	}
 	h := &d.held[slot]
 	if at.IsZero() {
 		at = d.clk.Now()
@@ -519,7 +530,7 @@ type bare struct {
 
 func (b *bare) start(ctx context.Context, slot, i int, req orderflow.OrderRequest) bool {
 	oc := b.order(ctx, i, req)
-	b.finish(slot, oc, b.clk.Now())
+	b.finish(slot, i, oc, b.clk.Now())
 	return true
 }
 
@@ -556,7 +567,6 @@ type engine struct {
 	pg     *postgresStats // with -store postgres
 	dir    string         // a temporary journal directory to remove
 	prefix string         // of this run's order IDs
-	slots  int
 	finish finishFunc
 }
 
@@ -570,7 +580,7 @@ type node struct {
 }
 
 func newEngine(ctx context.Context, o options, clk clock.Clock, svc *services, finish finishFunc) (*engine, error) {
-	e := &engine{slots: o.concurrency, finish: finish}
+	e := &engine{finish: finish}
 	if err := e.open(ctx, o, clk, svc); err != nil {
 		return nil, errors.Join(err, e.close())
 	}
@@ -588,6 +598,11 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *serv
 		// Order IDs of this run only: a schema given with -schema may
 		// hold an earlier run's.
 		e.prefix = e.db.run + "-"
+	}
+	if o.store == "journal" && o.dir != "" {
+		// A directory given with -dir may hold orders an earlier run
+		// left unfinished, which Startup resumes.
+		e.prefix = newRunID() + "-"
 	}
 	for k := range o.coordinators {
 		n := &node{}
@@ -619,9 +634,11 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *serv
 		}
 		n.sys, err = orderflow.New(orderflow.Config{
 			Engine: saga.Config{
-				Store:           n.store,
-				Logger:          slog.New(slog.DiscardHandler),
-				MaxInFlight:     o.concurrency,
+				Store:  n.store,
+				Logger: slog.New(slog.DiscardHandler),
+				// An order's end reaches the dealer, which places
+				// the next, before the engine lets go of the order.
+				MaxInFlight:     o.concurrency + o.placers(),
 				Workers:         o.workersOrDefault(),
 				WaitForCapacity: true,
 				Hooks:           saga.Hooks{OnEvent: func(ev saga.Event) { e.onEvent(n, ev) }},
@@ -672,6 +689,13 @@ func (e *engine) checkUnfinished(ctx context.Context) error {
 	return nil
 }
 
+// newRunID returns a random name for a run.
+func newRunID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // onEvent hands an order's end, with the time of its terminal event, to
 // the dealer. Order IDs are "<prefix><order>.<slot>".
 func (e *engine) onEvent(n *node, ev saga.Event) {
@@ -690,13 +714,14 @@ func (e *engine) onEvent(n *node, ev saga.Event) {
 	if !ours {
 		return
 	}
-	_, slot, _ := strings.Cut(id, ".")
-	c, err := strconv.Atoi(slot)
-	if err != nil || c < 0 || c >= e.slots {
+	order, slot, _ := strings.Cut(id, ".")
+	i, err1 := strconv.Atoi(order)
+	c, err2 := strconv.Atoi(slot)
+	if err1 != nil || err2 != nil {
 		return
 	}
 	n.ran.Add(1)
-	e.finish(c, oc, ev.Time)
+	e.finish(c, i, oc, ev.Time)
 }
 
 // start places order i. The order's end comes through onEvent, so that

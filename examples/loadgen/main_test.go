@@ -151,9 +151,9 @@ func (r *asyncRunner) start(_ context.Context, slot, i int, req orderflow.OrderR
 		oc = failed
 	}
 	if r.inline {
-		r.finish(slot, oc, time.Now())
+		r.finish(slot, i, oc, time.Now())
 	} else {
-		r.wg.Go(func() { r.finish(slot, oc, time.Now()) })
+		r.wg.Go(func() { r.finish(slot, i, oc, time.Now()) })
 	}
 	return true
 }
@@ -162,12 +162,16 @@ func (r *asyncRunner) close() error { r.wg.Wait(); return nil }
 
 func TestDealerTakesBackEveryOrder(t *testing.T) {
 	t.Parallel()
-	for _, placers := range []int{3, 0} { // 0: a goroutine per slot, ending its orders itself
-		t.Run(strconv.Itoa(placers), func(t *testing.T) {
+	for _, c := range []struct {
+		placers int // 0: a goroutine per slot
+		inline  bool
+	}{{3, false}, {3, true}, {0, true}} {
+		t.Run(fmt.Sprintf("%d placers, inline %v", c.placers, c.inline), func(t *testing.T) {
+			placers := c.placers
 			o := options{orders: 500, concurrency: 8, failRate: 0.1}
 			tl := new(tally)
 			d := newDealer(o, clock.Real(), tl, placers)
-			r := &asyncRunner{finish: d.finish, inline: placers == 0, refuse: func(i int) bool { return i%50 == 7 },
+			r := &asyncRunner{finish: d.finish, inline: c.inline, refuse: func(i int) bool { return i%50 == 7 },
 				hold: func(int64) bool { return false }}
 			d.run(context.Background(), r)
 			require.NoError(t, r.close())
@@ -181,6 +185,44 @@ func TestDealerTakesBackEveryOrder(t *testing.T) {
 			}
 			assert.EqualValues(t, o.orders-10, r.placed.Load())
 		})
+	}
+}
+
+// idle places every order and ends none.
+type idle struct{}
+
+func (idle) start(context.Context, int, int, orderflow.OrderRequest) bool { return true }
+func (idle) close() error                                                 { return nil }
+
+func TestDealerIgnoresEndsItDoesNotHold(t *testing.T) {
+	t.Parallel()
+	o := options{orders: 1, concurrency: 2}
+	tl := new(tally)
+	d := newDealer(o, clock.Real(), tl, 1)
+	at := time.Now()
+
+	d.finish(0, 0, completed, at) // before anything was placed
+	d.finish(-1, 0, completed, at)
+	d.finish(2, 0, completed, at)
+	assert.Zero(t, d.done.Load())
+
+	slot := <-d.free
+	require.True(t, d.placeIn(context.Background(), idle{}, slot))
+	d.finish(slot, 7, completed, at) // an order the slot does not hold, as of an earlier run
+	d.finish(1-slot, 0, completed, at)
+	assert.Zero(t, d.done.Load())
+	assert.Len(t, d.free, 1)
+
+	d.finish(slot, 0, completed, at)
+	d.finish(slot, 0, failed, at) // a second end
+	assert.EqualValues(t, 1, d.done.Load())
+	assert.EqualValues(t, 1, tl.completed.Load())
+	assert.Zero(t, tl.failed.Load())
+	assert.Len(t, d.free, 2, "the slot is freed once")
+	select {
+	case <-d.ended:
+		t.Fatal("ended before every order was handed out")
+	default:
 	}
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,9 +48,7 @@ func openDatabase(ctx context.Context, o options) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	d := &database{admin: admin, run: hex.EncodeToString(b[:]), schema: o.schema}
+	d := &database{admin: admin, run: newRunID(), schema: o.schema}
 	if d.schema == "" {
 		d.schema, d.drop = "loadgen_"+d.run, true
 	}
