@@ -561,7 +561,7 @@ func TestRequestLog(t *testing.T) {
 		`level=WARN msg="saga: attempt failed" saga_id=` + id + ` step=payment attempt=1 error="card declined (injected fault)"`,
 		`level=WARN msg="saga: step failed, compensating" saga_id=` + id + ` step=payment error="card declined (injected fault)"`,
 		`level=INFO msg="saga: compensated" saga_id=` + id,
-	}, f.logs.lines("saga_id="+id))
+	}, f.logs.waitLines(3, "saga_id="+id))
 }
 
 func TestPanicIsAnswered(t *testing.T) {

@@ -226,14 +226,43 @@ func gated(t *testing.T, mod ...func(*orderflow.Config)) (*fixture, *gate) {
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	grew chan struct{} // closed by the next write, if made
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.grew != nil {
+		close(b.grew)
+		b.grew = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitLines returns the log lines that contain every one of substrings
+// once there are n of them, or those there are after sagatest.WaitTimeout:
+// the engine logs some lines after an order's status has changed.
+func (b *syncBuffer) waitLines(n int, substrings ...string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), sagatest.WaitTimeout)
+	defer cancel()
+	for {
+		b.mu.Lock()
+		if b.grew == nil {
+			b.grew = make(chan struct{})
+		}
+		grew := b.grew
+		b.mu.Unlock()
+		if lines := b.lines(substrings...); len(lines) >= n {
+			return lines
+		}
+		select {
+		case <-grew:
+		case <-ctx.Done():
+			return b.lines(substrings...)
+		}
+	}
 }
 
 func (b *syncBuffer) String() string {
