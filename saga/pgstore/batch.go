@@ -106,7 +106,9 @@ func insertEvents(schema, param, ok string) string {
 		WHERE e.saga_id IN (` + ok + `)`
 }
 
-// submit hands r to a writer and waits for its batch.
+// submit hands r to a writer and waits for its batch, or for r's context
+// to end: then the append may yet be written, as when a connection is lost
+// after a commit, and a later append of the instance finds out.
 func (s *Store) submit(r *appendReq) error {
 	select {
 	case s.appends <- r:
@@ -115,7 +117,12 @@ func (s *Store) submit(r *appendReq) error {
 	case <-r.ctx.Done():
 		return r.ctx.Err()
 	}
-	return <-r.done
+	select {
+	case err := <-r.done:
+		return err
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
 }
 
 // writeLoop is one writer: it takes the appends waiting and writes them

@@ -151,7 +151,9 @@ func (s *Store) Release(ctx context.Context, sagaIDs []string) error {
 // still owns, and removes the node from the lease table, so that other
 // nodes claim its instances without waiting for expiry. The *sql.DB stays
 // open. Calls after the first return nil; other methods fail with
-// saga.ErrClosed.
+// saga.ErrClosed. A database that has stopped answering does not hold
+// Close up: it cancels the appends in flight and gives up handing back
+// after LeaseTTL, and the instances wait for the lease to expire.
 func (s *Store) Close() error {
 	if !s.shut() {
 		return nil
@@ -172,8 +174,8 @@ func (s *Store) shut() bool {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.quit)
+	s.cancel() // a batch waiting for the database waits no more
 	s.writing.Wait()
-	s.cancel()
 	s.stopRenewing()
 	return true
 }

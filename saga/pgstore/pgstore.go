@@ -275,7 +275,10 @@ func (s *Store) create(ctx context.Context, events []saga.Event, own bool) error
 
 // Append adds events to the log of sagaID if its last sequence number is
 // expected and this node still owns it under the epoch it last claimed or
-// created it with. The check and the write are one statement.
+// created it with. The check and the write are one statement. When ctx
+// ends before the database answers, Append returns ctx's error at once,
+// and the events may yet be written, as when a connection fails after a
+// commit: the next append of the instance finds out.
 func (s *Store) Append(ctx context.Context, sagaID string, expected uint64, events []saga.Event) error {
 	if err := saga.CheckAppend(sagaID, expected, events); err != nil {
 		return err
