@@ -656,9 +656,10 @@ func (c *Coordinator[S]) notHere(ctx context.Context, sagaID string) error {
 // Retry resumes the compensation of a stuck instance: the step whose
 // compensation gave up gets a fresh set of attempts. It returns an error
 // wrapping ErrNotStuck if the instance is not stuck, ErrNotFound if it does
-// not exist, and ErrOverloaded if no in-flight slot is free (with
-// WaitForCapacity, once ctx ends). The instance stays stuck until Retry
-// has a slot.
+// not exist, ErrFenced if it is stuck in another process sharing the store
+// (which can retry it), and ErrOverloaded if no in-flight slot is free
+// (with WaitForCapacity, once ctx ends). The instance stays stuck until
+// Retry has a slot.
 func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 	if sagaID == "" {
 		return fmt.Errorf("%w: empty saga ID", ErrInvalidArgument)
@@ -675,6 +676,9 @@ func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 		snap, err := c.Get(ctx, sagaID)
 		if err != nil {
 			return err
+		}
+		if snap.Status == StatusStuck { // held by another process sharing the store
+			return fmt.Errorf("%w: %q is stuck in another process, which can retry it", ErrFenced, sagaID)
 		}
 		return fmt.Errorf("%w: %q is %v", ErrNotStuck, sagaID, snap.Status)
 	}

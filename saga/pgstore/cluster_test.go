@@ -706,3 +706,25 @@ func TestGracefulShutdownHandsBackAtOnce(t *testing.T) {
 		fx.mu.Unlock()
 	}
 }
+
+func TestRetryOfAnotherProcessesStuckInstanceIsFenced(t *testing.T) {
+	c := newCluster(t)
+	a := c.open("a") // a process whose coordinator gave up on an undo
+	b := startNode(t, c, "b", newEffects())
+	ev := func(seq uint64, typ saga.EventType, step string) saga.Event {
+		return saga.Event{SagaID: "stuck", Run: "r1", Seq: seq, Type: typ, Step: step, Attempt: 1, Error: "declined"}
+	}
+	started := ev(1, saga.EventSagaStarted, "")
+	started.Definition, started.Version, started.State, started.Error, started.Attempt = "order", 1, []byte(`{}`), "", 0
+	require.NoError(t, a.Create(t.Context(), []saga.Event{started, ev(2, saga.EventStepStarted, "validate")}))
+	require.NoError(t, a.Append(t.Context(), "stuck", 2, []saga.Event{
+		ev(3, saga.EventStepFailed, "validate"), ev(4, saga.EventCompensationStarted, ""), ev(5, saga.EventSagaStuck, ""),
+	}))
+	snap, err := b.coord.Get(t.Context(), "stuck")
+	require.NoError(t, err)
+	require.Equal(t, saga.StatusStuck, snap.Status)
+
+	err = b.coord.Retry(t.Context(), "stuck")
+	assert.ErrorIs(t, err, saga.ErrFenced, "a owns it, and only a can retry it")
+	assert.NotErrorIs(t, err, saga.ErrNotStuck)
+}
