@@ -302,7 +302,8 @@ func TestRunTalliesEnds(t *testing.T) {
 		assert.Equal(t, 1200, records)
 		assert.Equal(t, got, dropped)
 		drop := map[string]struct{}{}
-		require.NoError(t, d.expired(expired, drop))
+		d.expiredInMemory(expired, drop)
+		require.NoError(t, expiredInRuns(d.runs, expired, drop))
 		assert.Len(t, drop, cut, "listed exactly")
 	}
 }

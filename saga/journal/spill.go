@@ -152,9 +152,9 @@ func (d *finIndex) count(expired func(end int64) bool) (records, dropped int) {
 	return records, dropped
 }
 
-// expired adds to drop the IDs of the instances that expired says are past
-// retention. It reads the runs that may hold some.
-func (d *finIndex) expired(expired func(end int64) bool, drop map[string]struct{}) error {
+// expiredInMemory adds to drop the IDs in the memory tables that expired
+// says are past retention. It expects j.mu held.
+func (d *finIndex) expiredInMemory(expired func(end int64) bool, drop map[string]struct{}) {
 	for _, f := range append([]*finished{d.mem}, d.frozen...) {
 		f.each(func(_ uint64, id, _ []byte, end int64) bool {
 			if expired(end) {
@@ -163,7 +163,13 @@ func (d *finIndex) expired(expired func(end int64) bool, drop map[string]struct{
 			return true
 		})
 	}
-	for _, r := range d.runs {
+}
+
+// expiredInRuns adds to drop the IDs in runs that expired says are past
+// retention, reading the runs that may hold some. The runs must stay open
+// meanwhile: the caller holds j.idx.
+func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string]struct{}) error {
+	for _, r := range runs {
 		if !expired(r.minEnd) {
 			continue
 		}

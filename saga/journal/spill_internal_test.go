@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/sagatest"
 )
 
 // tinyTuning spills every 8 finished instances into runs of small blocks,
@@ -255,6 +257,64 @@ func TestCompactDropsSpilledInstances(t *testing.T) {
 	j = openSpilling(t, dir, opts, tinyTuning())
 	delete(old, "old-000")
 	check(j)
+}
+
+// TestWritesGoOnWhileCompactionReadsTheRuns holds a compaction in the
+// middle of reading the runs for the instances it drops: appends and
+// their fsyncs must go on meanwhile, as they did not when the writer read
+// the runs under the journal's lock.
+func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(codecTime)
+	var hold atomic.Bool
+	reading, resume := make(chan struct{}, 1), make(chan struct{})
+	tune := tinyTuning()
+	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if hold.Load() {
+			select {
+			case reading <- struct{}{}:
+			default:
+			}
+			<-resume
+		}
+		return f.ReadAt(b, off)
+	}
+	j := openSpilling(t, t.TempDir(), Options{Clock: clk, Retention: time.Hour, CompactAfter: -1}, tune)
+	old := finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 30, clk.Now())
+	require.NoError(t, j.Create(t.Context(), logOf("running", 2)))
+	clk.Advance(2 * time.Hour)
+	settle(t, j)
+	require.Equal(t, "merged", where(t, j, "old-000"))
+
+	hold.Store(true)
+	compacted := make(chan error, 1)
+	go func() { compacted <- j.Compact(context.Background()) }()
+	ctx, cancel := context.WithTimeout(t.Context(), sagatest.WaitTimeout)
+	defer cancel()
+	select {
+	case <-reading:
+	case <-ctx.Done():
+		t.Fatal("the compaction never read the runs")
+	}
+	appended := make(chan error, 1)
+	go func() { appended <- j.Append(t.Context(), "running", 2, []saga.Event{stepEvent("running", 3)}) }()
+	var err error
+	select {
+	case err = <-appended:
+	case <-ctx.Done():
+		err = errors.New("it waited for the compaction")
+	}
+	hold.Store(false)
+	close(resume)
+	require.NoError(t, err, "an append while the runs are read")
+	require.NoError(t, <-compacted)
+	for id := range old {
+		_, err := j.Load(t.Context(), id)
+		assert.ErrorIs(t, err, saga.ErrNotFound, id)
+	}
+	got, err := j.Load(t.Context(), "running")
+	require.NoError(t, err)
+	assert.Len(t, got, 3)
 }
 
 // A compaction whose plan finds nothing to drop in the tallies of the runs
