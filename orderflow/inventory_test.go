@@ -164,6 +164,36 @@ func TestInventoryStockNeverNegative(t *testing.T) {
 	assertStock(t, s, map[string][2]int{"a": {5, 0}})
 }
 
+// TestInventoryLongRequestsCountRepeatedLines checks requests of up to 16
+// lines and longer ones, which count the lines of each product in a map:
+// lines of one product add up against its stock, wherever they are.
+func TestInventoryLongRequestsCountRepeatedLines(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for _, lines := range []int{4, 8, 9, 40} { // 7, 15, 17 and 79 lines
+		t.Run(fmt.Sprint(2*lines-1, " lines"), func(t *testing.T) {
+			s := newInventory(orderflow.InventoryConfig{},
+				orderflow.Product{Name: "a", Price: 100, Stock: lines},
+				orderflow.Product{Name: "b", Price: 100, Stock: 100},
+			)
+			// lines-1 lines of one unit of a among lines of b, then one
+			// more of a: one too many, and the last line says so.
+			items := make([]orderflow.Item, 0, 2*lines)
+			for range lines - 1 {
+				items = append(items, units("a", 1), units("b", 1))
+			}
+			_, err := s.Reserve(ctx, reserveReq("over", append(items, units("a", 2))...))
+			require.ErrorIs(t, err, orderflow.ErrInsufficientStock)
+			assert.ErrorContains(t, err, `2 more of "a" wanted, 1 available`)
+			assertStock(t, s, map[string][2]int{"a": {lines, 0}, "b": {100, 0}})
+
+			_, err = s.Reserve(ctx, reserveReq("fits", append(items, units("a", 1))...))
+			require.NoError(t, err)
+			assertStock(t, s, map[string][2]int{"a": {0, lines}, "b": {100 - (lines - 1), lines - 1}})
+		})
+	}
+}
+
 func TestInventoryRejectsNonPositiveQuantity(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
