@@ -47,9 +47,10 @@ import (
 
 // Compact compacts the journal now and waits until it is done. It returns
 // saga.ErrClosed after Close, ErrCompacting if a compaction (possibly an
-// automatic one) is already running, and an error if writing the base
-// failed (a *CorruptionError if a record it copies is damaged), in which
-// case the journal is as it was.
+// automatic one) is already running, and an error if reading the index of
+// finished instances or writing the base failed (a *CorruptionError if a
+// record it copies is damaged), in which case the journal holds what it
+// held, with a new segment begun for later writes.
 func (j *Journal) Compact(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
@@ -178,16 +179,17 @@ func (j *Journal) compacted(base int) {
 }
 
 // listExpired adds to c.drop the instances in the runs of the index of
-// finished instances that were past retention at c.now. It holds j.idx, so
-// that the runs it reads stay as they are, and j.mu only to take their
-// list.
+// finished instances that were past retention at c.now, but those that
+// ended after phase one, in a segment after c.old: the runs may have
+// taken them in since. It holds j.idx, so that the runs it reads stay as
+// they are, and j.mu only to take their list.
 func (j *Journal) listExpired(c *compaction) error {
 	j.idx.Lock()
 	defer j.idx.Unlock()
 	j.mu.Lock()
 	runs := slices.Clone(j.done.runs)
 	j.mu.Unlock()
-	if err := expiredInRuns(runs, j.expired(c.now), c.drop); err != nil {
+	if err := expiredInRuns(runs, j.expired(c.now), c.drop, c.old); err != nil {
 		j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction could not read the index of finished instances",
 			slog.String("dir", j.dir), slog.Any("error", err))
 		return fmt.Errorf("journal: compact: %w", err)

@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -303,7 +304,7 @@ func TestRunTalliesEnds(t *testing.T) {
 		assert.Equal(t, got, dropped)
 		drop := map[string]struct{}{}
 		d.expiredInMemory(expired, drop)
-		require.NoError(t, expiredInRuns(d.runs, expired, drop))
+		require.NoError(t, expiredInRuns(d.runs, expired, drop, math.MaxInt))
 		assert.Len(t, drop, cut, "listed exactly")
 	}
 }

@@ -166,17 +166,27 @@ func (d *finIndex) expiredInMemory(expired func(end int64) bool, drop map[string
 }
 
 // expiredInRuns adds to drop the IDs in runs that expired says are past
-// retention, reading the runs that may hold some. The runs must stay open
-// meanwhile: the caller holds j.idx.
-func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string]struct{}) error {
+// retention and whose records are all in segments up to old, reading the
+// runs that may hold some. An instance that ended in a later segment is
+// left: compaction would drop its records up to old but not that one. The
+// runs must stay open meanwhile: the caller holds j.idx.
+func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string]struct{}, old int) error {
+	var locs []loc
 	for _, r := range runs {
 		if !expired(r.minEnd) {
 			continue
 		}
 		err := r.eachEntry(func(e runEntry) bool {
-			if expired(e.end) {
-				drop[string(e.id)] = struct{}{}
+			if !expired(e.end) {
+				return true
 			}
+			locs = unpackLocs(locs[:0], e.packed)
+			for _, l := range locs {
+				if l.seg() > old {
+					return true
+				}
+			}
+			drop[string(e.id)] = struct{}{}
 			return true
 		})
 		if err != nil {

@@ -317,6 +317,108 @@ func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
 	assert.Len(t, got, 3)
 }
 
+// TestCompactionKeepsInstancesThatEndAfterItStarts makes instances that
+// started before a compaction end after its first phase, with end times
+// already past retention, and get into a run before the compaction lists
+// the runs: it must keep them, whose last records are in a segment it does
+// not rewrite, or the journal would hold records of instances it does not
+// know, and not open again.
+func TestCompactionKeepsInstancesThatEndAfterItStarts(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(codecTime)
+	var hold atomic.Bool
+	reading, resume := make(chan struct{}, 1), make(chan struct{})
+	tune := tinyTuning()
+	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if hold.Load() {
+			select {
+			case reading <- struct{}{}:
+			default:
+			}
+			<-resume
+		}
+		return f.ReadAt(b, off)
+	}
+	dir := t.TempDir()
+	opts := Options{Clock: clk, Retention: time.Hour, CompactAfter: -1}
+	j := openSpilling(t, dir, opts, tune)
+	var gated atomic.Value // the name of the segment whose fsync the gate holds
+	gated.Store("")
+	g := gateFsync(j, func(path string) bool { return filepath.Base(path) == gated.Load() })
+	ctx := t.Context()
+	old := finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 3*tune.at, clk.Now())
+	late := make([]string, tune.at)
+	for i := range late {
+		late[i] = fmt.Sprintf("late-%d", i)
+		require.NoError(t, j.Create(ctx, logOf(late[i], 2)))
+	}
+	for i := range tune.at {
+		id := fmt.Sprintf("more-%d", i)
+		require.NoError(t, j.Create(ctx, logOf(id, 2)))
+		old[id] = append(logOf(id, 2), endEvent(id, 3, saga.EventSagaCompleted))
+	}
+	clk.Advance(2 * time.Hour)
+	settle(t, j)
+
+	// A table's worth more ends: the index job spills it, and then holds
+	// j.idx while it reads runs to merge them, until resumed.
+	hold.Store(true)
+	for i := range tune.at {
+		id := fmt.Sprintf("more-%d", i)
+		require.NoError(t, j.Append(ctx, id, 2, old[id][2:]))
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, sagatest.WaitTimeout)
+	defer cancel()
+	select {
+	case <-reading:
+	case <-waitCtx.Done():
+		t.Fatal("the index job never read a run")
+	}
+	// The compaction's first phase plans, then starts a segment: the late
+	// ones end while the writer is held in that segment's fsync, and are
+	// written to it.
+	gated.Store(segmentName(j.seg.n + 1))
+	g.arm()
+	compacted := make(chan error, 1)
+	j.compactReq <- compacted
+	g.wait(t)
+	var ends []*batch
+	for _, id := range late {
+		b, err := j.queue(ctx, &record{kind: kindAppend, sagaID: id, expected: 2, events: []saga.Event{endEvent(id, 3, saga.EventSagaCompleted)}})
+		require.NoError(t, err)
+		ends = append(ends, b)
+	}
+	g.release()
+	for _, b := range ends {
+		<-b.done
+		require.NoError(t, b.err)
+	}
+	hold.Store(false)
+	close(resume) // the index job spills the late ones before the compaction lists the runs
+	require.NoError(t, <-compacted)
+	settle(t, j)
+	for _, id := range late {
+		assert.Contains(t, []string{"run", "merged"}, where(t, j, id), "%s kept in the index", id)
+	}
+
+	check := func(j *Journal) {
+		t.Helper()
+		for _, id := range late {
+			got, err := j.Load(ctx, id)
+			require.NoError(t, err, id)
+			assert.Len(t, got, 3, id)
+		}
+		for id := range old {
+			_, err := j.Load(ctx, id)
+			assert.ErrorIs(t, err, saga.ErrNotFound, id)
+		}
+	}
+	check(j)
+	require.NoError(t, j.Close())
+	j = openSpilling(t, dir, opts, tinyTuning())
+	check(j)
+}
+
 // A compaction whose plan finds nothing to drop in the tallies of the runs
 // does not go ahead on its own.
 func TestAutomaticCompactionCountsSpilledRecords(t *testing.T) {
