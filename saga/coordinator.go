@@ -677,7 +677,9 @@ func (c *Coordinator[S]) Retry(ctx context.Context, sagaID string) error {
 		if err != nil {
 			return err
 		}
-		if snap.Status == StatusStuck { // held by another process sharing the store
+		// Stuck in the store but not here: another process sharing the
+		// store holds it, unless it has just moved here meanwhile.
+		if snap.Status == StatusStuck && c.claimer != nil && c.stuck.get(sagaID) == nil && c.live.get(sagaID) == nil {
 			return fmt.Errorf("%w: %q is stuck in another process, which can retry it", ErrFenced, sagaID)
 		}
 		return fmt.Errorf("%w: %q is %v", ErrNotStuck, sagaID, snap.Status)

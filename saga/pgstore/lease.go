@@ -151,9 +151,10 @@ func (s *Store) Release(ctx context.Context, sagaIDs []string) error {
 // still owns, and removes the node from the lease table, so that other
 // nodes claim its instances without waiting for expiry. The *sql.DB stays
 // open. Calls after the first return nil; other methods fail with
-// saga.ErrClosed. A database that has stopped answering does not hold
-// Close up: it cancels the appends in flight and gives up handing back
-// after LeaseTTL, and the instances wait for the lease to expire.
+// saga.ErrClosed. Appends still in flight are cancelled and fail (they
+// may or may not have been written), so that a database that has stopped
+// answering does not hold Close up; handing back gives up after LeaseTTL,
+// and the instances then wait for the lease to expire.
 func (s *Store) Close() error {
 	if !s.shut() {
 		return nil
