@@ -259,6 +259,47 @@ func TestCompactDropsSpilledInstances(t *testing.T) {
 	check(j)
 }
 
+// readGate holds the reads of runs, once hold is set, until released.
+type readGate struct {
+	hold    atomic.Bool
+	reading chan struct{} // a token when a read is held
+	resume  chan struct{}
+}
+
+// gateReads has tune's runs read through a new gate.
+func gateReads(tune *spillTuning) *readGate {
+	g := &readGate{reading: make(chan struct{}, 1), resume: make(chan struct{})}
+	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if g.hold.Load() {
+			select {
+			case g.reading <- struct{}{}:
+			default:
+			}
+			<-g.resume
+		}
+		return f.ReadAt(b, off)
+	}
+	return g
+}
+
+// wait returns once a read is held.
+func (g *readGate) wait(t *testing.T) {
+	t.Helper()
+	timer := time.NewTimer(sagatest.WaitTimeout)
+	defer timer.Stop()
+	select {
+	case <-g.reading:
+	case <-timer.C:
+		t.Fatal("no run was read")
+	}
+}
+
+// release lets the reads held go on, and the later ones through.
+func (g *readGate) release() {
+	g.hold.Store(false)
+	close(g.resume)
+}
+
 // TestWritesGoOnWhileCompactionReadsTheRuns holds a compaction in the
 // middle of reading the runs for the instances it drops: appends and
 // their fsyncs must go on meanwhile, as they did not when the writer read
@@ -266,19 +307,8 @@ func TestCompactDropsSpilledInstances(t *testing.T) {
 func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewFake(codecTime)
-	var hold atomic.Bool
-	reading, resume := make(chan struct{}, 1), make(chan struct{})
 	tune := tinyTuning()
-	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
-		if hold.Load() {
-			select {
-			case reading <- struct{}{}:
-			default:
-			}
-			<-resume
-		}
-		return f.ReadAt(b, off)
-	}
+	reads := gateReads(&tune)
 	j := openSpilling(t, t.TempDir(), Options{Clock: clk, Retention: time.Hour, CompactAfter: -1}, tune)
 	old := finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 30, clk.Now())
 	require.NoError(t, j.Create(t.Context(), logOf("running", 2)))
@@ -286,16 +316,12 @@ func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
 	settle(t, j)
 	require.Equal(t, "merged", where(t, j, "old-000"))
 
-	hold.Store(true)
+	reads.hold.Store(true)
 	compacted := make(chan error, 1)
 	go func() { compacted <- j.Compact(context.Background()) }()
+	reads.wait(t)
 	ctx, cancel := context.WithTimeout(t.Context(), sagatest.WaitTimeout)
 	defer cancel()
-	select {
-	case <-reading:
-	case <-ctx.Done():
-		t.Fatal("the compaction never read the runs")
-	}
 	appended := make(chan error, 1)
 	go func() { appended <- j.Append(t.Context(), "running", 2, []saga.Event{stepEvent("running", 3)}) }()
 	var err error
@@ -304,8 +330,7 @@ func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
 	case <-ctx.Done():
 		err = errors.New("it waited for the compaction")
 	}
-	hold.Store(false)
-	close(resume)
+	reads.release()
 	require.NoError(t, err, "an append while the runs are read")
 	require.NoError(t, <-compacted)
 	for id := range old {
@@ -326,19 +351,8 @@ func TestWritesGoOnWhileCompactionReadsTheRuns(t *testing.T) {
 func TestCompactionKeepsInstancesThatEndAfterItStarts(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewFake(codecTime)
-	var hold atomic.Bool
-	reading, resume := make(chan struct{}, 1), make(chan struct{})
 	tune := tinyTuning()
-	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
-		if hold.Load() {
-			select {
-			case reading <- struct{}{}:
-			default:
-			}
-			<-resume
-		}
-		return f.ReadAt(b, off)
-	}
+	reads := gateReads(&tune)
 	dir := t.TempDir()
 	opts := Options{Clock: clk, Retention: time.Hour, CompactAfter: -1}
 	j := openSpilling(t, dir, opts, tune)
@@ -362,18 +376,12 @@ func TestCompactionKeepsInstancesThatEndAfterItStarts(t *testing.T) {
 
 	// A table's worth more ends: the index job spills it, and then holds
 	// j.idx while it reads runs to merge them, until resumed.
-	hold.Store(true)
+	reads.hold.Store(true)
 	for i := range tune.at {
 		id := fmt.Sprintf("more-%d", i)
 		require.NoError(t, j.Append(ctx, id, 2, old[id][2:]))
 	}
-	waitCtx, cancel := context.WithTimeout(ctx, sagatest.WaitTimeout)
-	defer cancel()
-	select {
-	case <-reading:
-	case <-waitCtx.Done():
-		t.Fatal("the index job never read a run")
-	}
+	reads.wait(t)
 	// The compaction's first phase plans, then starts a segment: the late
 	// ones end while the writer is held in that segment's fsync, and are
 	// written to it.
@@ -393,8 +401,7 @@ func TestCompactionKeepsInstancesThatEndAfterItStarts(t *testing.T) {
 		<-b.done
 		require.NoError(t, b.err)
 	}
-	hold.Store(false)
-	close(resume) // the index job spills the late ones before the compaction lists the runs
+	reads.release() // the index job spills the late ones before the compaction lists the runs
 	require.NoError(t, <-compacted)
 	settle(t, j)
 	for _, id := range late {
