@@ -400,6 +400,14 @@ func (m *moves) place(l loc, old int) loc {
 	return to
 }
 
+// placeAll places each of locs, in place, and returns them.
+func (m *moves) placeAll(locs []loc, old int) []loc {
+	for i, l := range locs {
+		locs[i] = m.place(l, old)
+	}
+	return locs
+}
+
 // rebase rewrites the runs of the index of finished instances into one,
 // without the instances of c.drop and pointing at the base, renames the
 // base from tmp to final, and then points the rest of the index at it (see
@@ -418,10 +426,7 @@ func (j *Journal) rebase(tmp, final string, c *compaction, m *moves) error {
 		if _, drop := c.drop[string(e.id)]; drop {
 			return false
 		}
-		locs = unpackLocs(locs[:0], e.packed)
-		for i, l := range locs {
-			locs[i] = m.place(l, c.old)
-		}
+		locs = m.placeAll(unpackLocs(locs[:0], e.packed), c.old)
 		packed = packLocs(packed[:0], locs)
 		e.packed = packed
 		return true
@@ -455,22 +460,17 @@ func (j *Journal) rebase(tmp, final string, c *compaction, m *moves) error {
 // replaces them. It expects j.idx, j.files and j.mu held.
 func (j *Journal) move(c *compaction, m *moves, run *finRun) {
 	for _, e := range j.live {
-		for i := range len(e.locs) - e.pending {
-			e.locs[i] = m.place(e.locs[i], c.old)
-		}
+		m.placeAll(e.locs[:len(e.locs)-e.pending], c.old)
 	}
 	d := j.done
 	kept := newFinished()
 	var locs []loc
-	for _, f := range append(d.frozen, d.mem) {
+	for _, f := range d.tables() {
 		f.each(func(h uint64, id, packed []byte, end int64) bool {
 			if _, drop := c.drop[string(id)]; drop {
 				return true
 			}
-			locs = unpackLocs(locs[:0], packed)
-			for i, l := range locs {
-				locs[i] = m.place(l, c.old)
-			}
+			locs = m.placeAll(unpackLocs(locs[:0], packed), c.old)
 			kept.add(h, string(id), locs, end)
 			return true
 		})

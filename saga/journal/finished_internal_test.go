@@ -18,7 +18,7 @@ func (f *finished) replace(h uint64, id string, locs []loc, end int64) {
 }
 
 // testHash hashes the IDs of the tests' tables.
-var testHash = newFinIndex("", defaultTuning, time.Hour).hash
+var testHash = newFinIndex("", defaultTuning, time.Hour).tune.hash
 
 // has reports whether f holds id.
 func (f *finished) has(id string) bool { return f.find(testHash(id), id) != nil }

@@ -192,7 +192,7 @@ func TestRunsWithoutFilterFindMissingIDs(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, ok)
 		for _, r := range d.runs {
-			if d.hash(orderID(i)) >= r.firsts[0] {
+			if d.tune.hash(orderID(i)) >= r.firsts[0] {
 				want++ // else no block can hold it
 			}
 		}

@@ -305,7 +305,7 @@ func TestLoadReportsDamage(t *testing.T) {
 func setLocs(j *Journal, id string, locs []loc) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	h := j.done.hash(id)
+	h := j.done.tune.hash(id)
 	_, end, _ := j.done.mem.get(h, id)
 	j.done.mem.replace(h, id, locs, end)
 }

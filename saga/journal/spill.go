@@ -57,7 +57,6 @@ const endTallies = 64
 // tables being written out, and runs. Each instance is in one of them.
 // Its methods expect j.mu held.
 type finIndex struct {
-	hash   func(id string) uint64
 	dir    string
 	tune   spillTuning
 	width  int64       // of the stretches runs tally ends by, in nanoseconds
@@ -75,7 +74,6 @@ func newFinIndex(dir string, tune spillTuning, retention time.Duration) *finInde
 		tune.hash = func(id string) uint64 { return maphash.String(seed, id) }
 	}
 	return &finIndex{
-		hash:  tune.hash,
 		dir:   dir,
 		tune:  tune,
 		width: max(int64(retention/endTallies), 1),
@@ -83,24 +81,20 @@ func newFinIndex(dir string, tune spillTuning, retention time.Duration) *finInde
 	}
 }
 
-// len returns how many instances d holds.
-func (d *finIndex) len() int {
-	n := d.mem.len()
-	for _, f := range d.frozen {
-		n += f.len()
-	}
-	for _, r := range d.runs {
-		n += r.n
-	}
-	return n
+// tables returns the memory tables: the one instances go to, and those
+// being written to runs.
+func (d *finIndex) tables() []*finished {
+	return append([]*finished{d.mem}, d.frozen...)
 }
 
 // find returns the packed locations of the records of the finished
 // instance id (valid until d is used again) and when it ended, or ok
 // false if d does not hold it. It fails only if it cannot read a run: it
-// never answers "not found" for an instance it could not check.
+// never answers "not found" for an instance it could not check. A lookup
+// that gets past a run's Bloom filter reads a block of it with j.mu held,
+// so that writes wait for that read.
 func (d *finIndex) find(id string) (packed []byte, end int64, ok bool, err error) {
-	h := d.hash(id)
+	h := d.tune.hash(id)
 	if packed, end, ok := d.mem.get(h, id); ok {
 		return packed, end, true, nil
 	}
@@ -126,7 +120,7 @@ func (d *finIndex) has(id string) (bool, error) {
 // add adds id, which d must not hold, and reports whether the memory table
 // is full.
 func (d *finIndex) add(id string, locs []loc, end int64) (full bool) {
-	d.mem.add(d.hash(id), id, locs, end)
+	d.mem.add(d.tune.hash(id), id, locs, end)
 	return d.mem.len() >= d.tune.at
 }
 
@@ -135,7 +129,7 @@ func (d *finIndex) add(id string, locs []loc, end int64) (full bool) {
 // for those in memory, and for those in runs as their tallies say (see
 // finRun.expiredRecords), so that it reads nothing.
 func (d *finIndex) count(expired func(end int64) bool) (records, dropped int) {
-	for _, f := range append([]*finished{d.mem}, d.frozen...) {
+	for _, f := range d.tables() {
 		f.each(func(_ uint64, _, packed []byte, end int64) bool {
 			n := countLocs(packed)
 			records += n
@@ -155,7 +149,7 @@ func (d *finIndex) count(expired func(end int64) bool) (records, dropped int) {
 // expiredInMemory adds to drop the IDs in the memory tables that expired
 // says are past retention. It expects j.mu held.
 func (d *finIndex) expiredInMemory(expired func(end int64) bool, drop map[string]struct{}) {
-	for _, f := range append([]*finished{d.mem}, d.frozen...) {
+	for _, f := range d.tables() {
 		f.each(func(_ uint64, id, _ []byte, end int64) bool {
 			if expired(end) {
 				drop[string(id)] = struct{}{}
@@ -436,8 +430,6 @@ func (j *Journal) maintain() {
 			// one to change them, waits for j.idx.
 			d.frozen = nil
 			d.runs = slices.Insert(d.runs, 0, r)
-		case r == nil: // nothing in them, which merging never leaves
-			d.runs = slices.Delete(d.runs, from, to)
 		default:
 			d.runs = slices.Replace(d.runs, from, to, r)
 		}

@@ -40,6 +40,18 @@ func openSpilling(t testing.TB, dir string, opts Options, tune spillTuning) *Jou
 	return j
 }
 
+// len returns how many instances d holds.
+func (d *finIndex) len() int {
+	n := 0
+	for _, f := range d.tables() {
+		n += f.len()
+	}
+	for _, r := range d.runs {
+		n += r.n
+	}
+	return n
+}
+
 // settle waits until the index job has nothing left to do.
 func settle(t testing.TB, j *Journal) {
 	t.Helper()
@@ -86,7 +98,7 @@ func where(t *testing.T, j *Journal, id string) string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	d := j.done
-	h := d.hash(id)
+	h := d.tune.hash(id)
 	if _, _, ok := d.mem.get(h, id); ok {
 		return "memory"
 	}
@@ -497,6 +509,46 @@ func TestRunReadErrorsSurface(t *testing.T) {
 	assertFinished(t, j, logs)
 }
 
+// TestFailedMergeKeepsTheRuns fails the index job's reads while it merges
+// two runs: both stay, and every instance in them is still found; the
+// next spill merges them.
+func TestFailedMergeKeepsTheRuns(t *testing.T) {
+	t.Parallel()
+	var failing atomic.Bool
+	tune := tinyTuning()
+	tune.bloomBits = 40 // so that no Create of a new ID reads a run
+	tune.readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if failing.Load() {
+			return 0, errors.New("disk on fire")
+		}
+		return f.ReadAt(b, off)
+	}
+	j := openSpilling(t, t.TempDir(), Options{CompactAfter: -1}, tune)
+	named := func(prefix string) func(int) string {
+		return func(i int) string { return fmt.Sprintf("%s-%03d", prefix, i) }
+	}
+	a := finishAll(t, j, named("a"), tune.at, codecTime)
+	settle(t, j)
+	require.Equal(t, "run", where(t, j, "a-000"))
+
+	failing.Store(true)
+	b := finishAll(t, j, named("b"), tune.at, codecTime) // a second run, which the job then fails to merge
+	settle(t, j)
+	failing.Store(false)
+	j.mu.Lock()
+	assert.Len(t, j.done.runs, 2, "both runs stay")
+	j.mu.Unlock()
+	assertFinished(t, j, a)
+	assertFinished(t, j, b)
+
+	c := finishAll(t, j, named("c"), tune.at, codecTime)
+	settle(t, j)
+	assert.Equal(t, "merged", where(t, j, "a-000"), "merged at the next spill")
+	for _, logs := range []map[string][]saga.Event{a, b, c} {
+		assertFinished(t, j, logs)
+	}
+}
+
 // TestSpilledIndexMemory is not parallel: it measures the heap of the
 // whole process. With the memory table spilled every 1,024 instances, a
 // finished instance costs the heap a few bytes (its Bloom filter bits and
@@ -542,7 +594,7 @@ func heapAlloc() uint64 {
 // returns false. The slices are valid during the call. It reads the runs,
 // and returns the first error doing so.
 func (d *finIndex) each(fn func(id, packed []byte, end int64) bool) error {
-	for _, f := range append([]*finished{d.mem}, d.frozen...) {
+	for _, f := range d.tables() {
 		if !f.each(func(_ uint64, id, packed []byte, end int64) bool { return fn(id, packed, end) }) {
 			return nil
 		}
