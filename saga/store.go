@@ -154,7 +154,8 @@ type Claimer interface {
 
 	// Leave records that this process no longer runs the named
 	// definition, so that the others stop counting it in their shares.
-	// The next Census for the definition counts it again.
+	// The next Census for the definition counts it again. An empty name
+	// is an ErrInvalidArgument.
 	Leave(ctx context.Context, definition string) error
 
 	// Forward queues a signal for whichever process owns its instance. It

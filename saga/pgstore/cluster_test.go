@@ -15,6 +15,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/saga"
 	"github.com/sagaflow/sagaflow/saga/pgstore"
+	"github.com/sagaflow/sagaflow/saga/sagatest"
 )
 
 // claimInterval is how often the test coordinators look for orphans.
@@ -278,7 +279,7 @@ func (g *gated) start(t *testing.T, name string, maxInFlight int) *saga.Coordina
 func (g *gated) running(t *testing.T, n int) map[string]int {
 	t.Helper()
 	ran := map[string]int{}
-	timeout := time.After(time.Minute) // a safety net, not a wait
+	timeout := time.After(sagatest.WaitTimeout) // a safety net, not a wait
 	for range n {
 		select {
 		case name := <-g.entered:
@@ -410,7 +411,7 @@ func TestPausedOwnerIsFenced(t *testing.T) {
 
 	// Both steps return; a's result is refused, b's recorded.
 	g.finish(t, b, []string{id})
-	timeout := time.After(time.Minute) // a safety net, not a wait
+	timeout := time.After(sagatest.WaitTimeout) // a safety net, not a wait
 	for msg := ""; msg != "saga: letting go of instance"; {
 		select {
 		case msg = <-g.logs["a"]:

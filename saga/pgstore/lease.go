@@ -121,6 +121,9 @@ func (s *Store) Census(ctx context.Context, definition string) (saga.Census, err
 // Leave stops counting this node among those that run definition, until
 // its next Census for it.
 func (s *Store) Leave(ctx context.Context, definition string) error {
+	if definition == "" {
+		return fmt.Errorf("%w: empty definition name", saga.ErrInvalidArgument)
+	}
 	if err := s.open(); err != nil {
 		return err
 	}

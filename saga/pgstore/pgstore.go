@@ -457,9 +457,9 @@ func newQueries(schema string) queries {
 				(SELECT count(*) FROM ` + schema + `.runners AS r JOIN ` + schema + `.nodes AS o USING (node)
 					WHERE r.definition = $2 AND r.node <> $1 AND o.expires_at > $3),
 				count(*),
-				count(*) FILTER (WHERE i.owner IS NULL OR NOT EXISTS (
-					SELECT 1 FROM ` + schema + `.nodes AS o WHERE o.node = i.owner AND o.expires_at > $3))
+				count(*) FILTER (WHERE o.node IS NULL)
 			FROM ` + schema + `.instances AS i
+				LEFT JOIN ` + schema + `.nodes AS o ON o.node = i.owner AND o.expires_at > $3
 			WHERE i.definition = $2 AND NOT i.finished`,
 		releaseAll: `UPDATE ` + schema + `.instances SET owner = NULL
 			WHERE owner = $1 AND NOT finished`,

@@ -123,7 +123,8 @@ func within[T any](t *testing.T, c <-chan T, what string) T {
 // TestAppendAndCloseReturnWhileTheDatabaseStalls stops the network between
 // the store and the database in the middle of an append: the append must
 // return when its context ends, and Close within the lease's TTL, rather
-// than wait for a database that does not answer.
+// than wait for a database that does not answer, failing the appends it
+// finds in flight.
 func TestAppendAndCloseReturnWhileTheDatabaseStalls(t *testing.T) {
 	direct := database(t)
 	schema := newSchema(t, direct)
@@ -138,23 +139,30 @@ func TestAppendAndCloseReturnWhileTheDatabaseStalls(t *testing.T) {
 	const ttl = time.Second // real time: Close gives up handing back after it
 	s, err := pgstore.Open(t.Context(), db, pgstore.Options{Schema: schema, LeaseTTL: ttl, Clock: newFakeClock()})
 	require.NoError(t, err)
-	created := []saga.Event{{SagaID: "o1", Run: "r1", Seq: 1, Type: saga.EventSagaStarted, Definition: "orders", State: []byte(`{}`)}}
-	require.NoError(t, s.Create(t.Context(), created))
+	for _, id := range []string{"o1", "o2"} {
+		created := []saga.Event{{SagaID: id, Run: "r1", Seq: 1, Type: saga.EventSagaStarted, Definition: "orders", State: []byte(`{}`)}}
+		require.NoError(t, s.Create(t.Context(), created))
+	}
+	next := func(id string) []saga.Event {
+		return []saga.Event{{SagaID: id, Run: "r1", Seq: 2, Type: saga.EventStepStarted, Step: "a", Attempt: 1}}
+	}
 
 	p.stall()
 	ctx, cancel := context.WithCancel(t.Context())
 	appended := make(chan error, 1)
-	go func() {
-		next := []saga.Event{{SagaID: "o1", Run: "r1", Seq: 2, Type: saga.EventStepStarted, Step: "a", Attempt: 1}}
-		appended <- s.Append(ctx, "o1", 1, next)
-	}()
+	go func() { appended <- s.Append(ctx, "o1", 1, next("o1")) }()
 	within(t, p.held, "the append's statement on its way")
 	cancel()
 	assert.ErrorIs(t, within(t, appended, "Append after its context ended"), context.Canceled)
 
+	// An append whose context does not end is in flight when Close comes.
+	inFlight := make(chan error, 1)
+	go func() { inFlight <- s.Append(context.Background(), "o2", 1, next("o2")) }()
+	within(t, p.held, "the second append's statement on its way")
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	err = within(t, closed, "Close with the database stalled")
 	assert.Error(t, err, "it could not hand back what it owns")
 	assert.False(t, errors.Is(err, saga.ErrClosed))
+	assert.Error(t, within(t, inFlight, "the append in flight after Close"), "Close ended it")
 }

@@ -322,6 +322,7 @@ func testSharedCensus(t *testing.T, s saga.Store, caps Capabilities) {
 
 	_, err := a.Census(ctx, "")
 	assert.ErrorIs(t, err, saga.ErrInvalidArgument, "empty definition")
+	assert.ErrorIs(t, a.Leave(ctx, ""), saga.ErrInvalidArgument, "Leave of no definition")
 }
 
 func testLeaseExpiryCensus(t *testing.T, s saga.Store, caps Capabilities) {
