@@ -86,17 +86,7 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 // without the fake's lock held. If d <= 0, fn runs at once in a new
 // goroutine, never in the caller's. A nil fn does nothing.
 func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
-	if fn == nil {
-		fn = func() {}
-	}
-	t := &fakeTimer{f: f, fn: fn, index: -1}
-	f.lock()
-	run := f.armLocked(t, d)
-	f.mu.Unlock()
-	if run {
-		go fn()
-	}
-	return t
+	return f.afterFunc(func(time.Time) time.Duration { return d }, fn)
 }
 
 // AfterFuncAt is AfterFunc with the time to fire given, not the wait: it
@@ -104,17 +94,23 @@ func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
 // Advance running at the same moment cannot push the call past t. If t is
 // not after Now(), fn runs at once in a new goroutine.
 func (f *Fake) AfterFuncAt(t time.Time, fn func()) Timer {
+	return f.afterFunc(t.Sub, fn)
+}
+
+// afterFunc arms a timer that calls fn after wait(now), with now the
+// fake's time, read under the same lock.
+func (f *Fake) afterFunc(wait func(now time.Time) time.Duration, fn func()) Timer {
 	if fn == nil {
 		fn = func() {}
 	}
-	timer := &fakeTimer{f: f, fn: fn, index: -1}
+	t := &fakeTimer{f: f, fn: fn, index: -1}
 	f.lock()
-	run := f.armLocked(timer, t.Sub(f.now))
+	run := f.armLocked(t, wait(f.now))
 	f.mu.Unlock()
 	if run {
 		go fn()
 	}
-	return timer
+	return t
 }
 
 // NewTicker returns a Ticker that ticks every d of fake time, starting at

@@ -72,7 +72,7 @@ type Order struct {
 // each.
 func (o Order) AppendJSON(b []byte) ([]byte, error) {
 	if !o.Status.Valid() {
-		return nil, fmt.Errorf("orderflow: invalid status %d", uint8(o.Status))
+		return b, fmt.Errorf("orderflow: invalid status %d", uint8(o.Status))
 	}
 	return o.appendJSON(b), nil
 }
