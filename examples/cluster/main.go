@@ -133,7 +133,7 @@ func run(w io.Writer, dsn string, orders int) error {
 		}
 	}
 	offered := ns[0].coord.Health(ctx).Offered
-	fmt.Fprintf(w, "node-1 took %d orders: ran %d, offered %d\n", orders, orders-offered, offered)
+	fmt.Fprintf(w, "node-1 took %d orders: kept %d, offered %d\n", orders, orders-offered, offered)
 	if err := led.wait("every order is running", func() bool { return len(led.ran) == orders }); err != nil {
 		return err
 	}

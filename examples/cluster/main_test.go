@@ -27,7 +27,7 @@ func TestClusterFinishesTheKilledNodesOrders(t *testing.T) {
 	t.Log(got)
 	for _, want := range []string{
 		`3 nodes on schema sagaflow_cluster_\d+, lease 2s, claim every 250ms\n`,
-		`node-1 took 12 orders: ran ([4-6]), offered ([6-8])\n`,
+		`node-1 took 12 orders: kept [4-6], offered [6-8]\n`,
 		`  running on node-1 [4-8], node-2 [1-5], node-3 [1-5]\n`,
 		`node-2 killed with [1-5] orders unfinished\n`,
 		`its orders were finished by node-1 \d, node-3 \d\n`,

@@ -23,7 +23,6 @@ import (
 	"github.com/sagaflow/sagaflow/orderflow"
 	"github.com/sagaflow/sagaflow/saga"
 	"github.com/sagaflow/sagaflow/saga/journal"
-	"github.com/sagaflow/sagaflow/saga/pgstore"
 )
 
 // result is what a run measured; its JSON is loadgen's -json output.
@@ -180,8 +179,9 @@ type runner interface {
 	close() error
 }
 
-// finishFunc is told that order i, in slot, ended oc at the time at.
-type finishFunc func(slot, i int, oc outcome, at time.Time)
+// finishFunc is told that order i, in slot, ended oc at the time at, and
+// reports whether it took that end (see dealer.finish).
+type finishFunc func(slot, i int, oc outcome, at time.Time) bool
 
 // placers returns how many goroutines place the orders, 0 for one per
 // order in flight that runs its orders itself, one after another (see
@@ -402,11 +402,12 @@ func (d *dealer) placeIn(ctx context.Context, r runner, slot int) bool {
 // finish takes back order i from slot: it ended oc at the time at (or did
 // not run, if at is zero). The slot may take another order as soon as it
 // returns. An end that slot does not hold, or that came before, is
-// ignored: a store may give a second end for an order whose placing
-// failed, or ends of orders left unfinished by an earlier run.
-func (d *dealer) finish(slot, i int, oc outcome, at time.Time) {
+// ignored, and finish reports false: a store may give a second end for an
+// order whose placing failed, or ends of orders left unfinished by an
+// earlier run.
+func (d *dealer) finish(slot, i int, oc outcome, at time.Time) bool {
 	if slot < 0 || slot >= len(d.owner) || !d.owner[slot].CompareAndSwap(int64(i)+1, 0) {
-		return
+		return false
 	}
 	h := &d.held[slot]
 	if at.IsZero() {
@@ -420,6 +421,7 @@ func (d *dealer) finish(slot, i int, oc outcome, at time.Time) {
 		d.free <- slot
 	}
 	d.close()
+	return true
 }
 
 // close counts down one open order, or the handing out.
@@ -651,10 +653,12 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *serv
 			return err
 		}
 	}
-	if e.db != nil {
-		if err := e.checkUnfinished(ctx); err != nil {
+	if e.db != nil || o.dir != "" {
+		if err := e.checkUnfinished(ctx, o); err != nil {
 			return err
 		}
+	}
+	if e.db != nil {
 		pools := make([]*sql.DB, len(e.nodes))
 		for k, n := range e.nodes {
 			pools[k] = n.pool
@@ -673,20 +677,20 @@ func (e *engine) open(ctx context.Context, o options, clk clock.Clock, svc *serv
 	return nil
 }
 
-// checkUnfinished refuses a schema that holds unfinished orders: the
-// coordinators would claim them and run them against this run's services,
-// whose books would then not add up.
-func (e *engine) checkUnfinished(ctx context.Context) error {
+// checkUnfinished refuses a schema or a journal directory that holds
+// unfinished orders of an earlier run: the coordinators would resume them
+// against this run's services, whose books would then not add up.
+func (e *engine) checkUnfinished(ctx context.Context, o options) error {
 	n := e.nodes[0]
-	ids, err := n.store.(*pgstore.Store).Unfinished(ctx, n.sys.Definition().Name())
-	if err != nil {
+	ids, err := n.store.Unfinished(ctx, n.sys.Definition().Name())
+	if err != nil || len(ids) == 0 {
 		return err
 	}
-	if len(ids) > 0 {
+	if e.db != nil {
 		return fmt.Errorf("schema %s holds %d unfinished orders of an earlier run: drop it or use another -schema",
 			e.db.schema, len(ids))
 	}
-	return nil
+	return fmt.Errorf("%s holds %d unfinished orders of an earlier run: remove it or use another -dir", o.dir, len(ids))
 }
 
 // newRunID returns a random name for a run.
@@ -720,8 +724,9 @@ func (e *engine) onEvent(n *node, ev saga.Event) {
 	if err1 != nil || err2 != nil {
 		return
 	}
-	n.ran.Add(1)
-	e.finish(c, i, oc, ev.Time)
+	if e.finish(c, i, oc, ev.Time) {
+		n.ran.Add(1)
+	}
 }
 
 // start places order i. The order's end comes through onEvent, so that

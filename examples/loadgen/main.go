@@ -19,7 +19,10 @@
 //
 // With the journal the engine gets a worker per order in flight
 // (-workers): every step waits for an fsync, and the orders waiting should
-// share one rather than queue for a worker.
+// share one rather than queue for a worker. The journal is in a temporary
+// directory, removed at the end, or the one given with -dir, which is
+// kept; a -dir (or a -schema) that holds unfinished orders of an earlier
+// run is refused, since this run's services would see them run.
 //
 // With -store postgres the orders run on saga/pgstore. An order's
 // creation and every step it records wait for a round trip to the
@@ -62,6 +65,7 @@ func main() {
 	// An interrupt stops the orders; the run still cleans up (and drops
 	// its PostgreSQL schema) and reports the orders it did not finish.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // a second interrupt ends the process, cleaning up or not
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -142,6 +146,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-store postgres needs -dsn, the database's URL (e.g. postgres://postgres@127.0.0.1:5432/test)")
 	case !pg && (set["dsn"] || set["schema"] || set["pool"] || set["raw-time"]):
 		return o, errors.New("-dsn, -schema, -pool and -raw-time go with -store postgres and the sagaflow engine")
+	case set["dir"] && (o.store != "journal" || o.engine != "sagaflow"):
+		return o, errors.New("-dir goes with -store journal and the sagaflow engine")
+	case set["workers"] && o.engine != "sagaflow":
+		return o, errors.New("-workers goes with the sagaflow engine")
 	case o.schema != "" && !schemaName.MatchString(o.schema):
 		return o, fmt.Errorf("-schema %q: want lower-case letters, digits and _, starting with a letter or _", o.schema)
 	case o.pool < 1:

@@ -23,6 +23,7 @@ import (
 	"github.com/sagaflow/sagaflow/clock"
 	"github.com/sagaflow/sagaflow/orderflow"
 	"github.com/sagaflow/sagaflow/saga"
+	"github.com/sagaflow/sagaflow/saga/journal"
 	"github.com/sagaflow/sagaflow/saga/pgstore"
 )
 
@@ -201,20 +202,20 @@ func TestDealerIgnoresEndsItDoesNotHold(t *testing.T) {
 	d := newDealer(o, clock.Real(), tl, 1)
 	at := time.Now()
 
-	d.finish(0, 0, completed, at) // before anything was placed
-	d.finish(-1, 0, completed, at)
-	d.finish(2, 0, completed, at)
+	assert.False(t, d.finish(0, 0, completed, at), "before anything was placed")
+	assert.False(t, d.finish(-1, 0, completed, at))
+	assert.False(t, d.finish(2, 0, completed, at))
 	assert.Zero(t, d.done.Load())
 
 	slot := <-d.free
 	require.True(t, d.placeIn(context.Background(), idle{}, slot))
-	d.finish(slot, 7, completed, at) // an order the slot does not hold, as of an earlier run
-	d.finish(1-slot, 0, completed, at)
+	assert.False(t, d.finish(slot, 7, completed, at), "an order the slot does not hold, as of an earlier run")
+	assert.False(t, d.finish(1-slot, 0, completed, at))
 	assert.Zero(t, d.done.Load())
 	assert.Len(t, d.free, 1)
 
-	d.finish(slot, 0, completed, at)
-	d.finish(slot, 0, failed, at) // a second end
+	assert.True(t, d.finish(slot, 0, completed, at))
+	assert.False(t, d.finish(slot, 0, failed, at), "a second end")
 	assert.EqualValues(t, 1, d.done.Load())
 	assert.EqualValues(t, 1, tl.completed.Load())
 	assert.Zero(t, tl.failed.Load())
@@ -251,6 +252,48 @@ func TestDealerStopsWhenInterrupted(t *testing.T) {
 	assert.Contains(t, verify(o, newServices(o.orders, o.keepLast()), tl), "980 orders never ran")
 }
 
+func TestInterruptedRunReportsWhatDidNotRun(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, args := range [][]string{{"-engine", "bare"}, {"-store", "memory"}, {"-store", "journal", "-dir", t.TempDir()}} {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, append([]string{"-json", "-orders", "100", "-concurrency", "10"}, args...), &stdout, &stderr)
+		require.ErrorContains(t, err, "100 orders never ran", "%v", args)
+		var got struct {
+			Lost     int  `json:"lost"`
+			Verified bool `json:"verified"`
+		}
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &got), "%v: the result is still printed", args)
+		assert.Equal(t, 100, got.Lost, "%v", args)
+		assert.False(t, got.Verified, "%v", args)
+	}
+}
+
+// TestJournalWithUnfinishedOrdersIsRefused leaves an unfinished order in a
+// journal directory: a run there would resume it against its own
+// services, so it refuses, and one that finds only finished orders goes on.
+func TestJournalWithUnfinishedOrdersIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	args := []string{"-json", "-store", "journal", "-dir", dir, "-orders", "100", "-concurrency", "10"}
+	var stdout, stderr bytes.Buffer
+	require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
+	stdout.Reset()
+	require.NoError(t, run(context.Background(), args, &stdout, &stderr), "only finished orders: %s", stderr.String())
+
+	j, err := journal.Open(dir, journal.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, j.Create(context.Background(), []saga.Event{{
+		SagaID: "left", Run: "r", Seq: 1, Type: saga.EventSagaStarted, Definition: orderflow.SagaName, State: []byte(`{}`),
+	}}))
+	require.NoError(t, j.Close())
+	stdout.Reset()
+	err = run(context.Background(), args, &stdout, &stderr)
+	assert.ErrorContains(t, err, dir+" holds 1 unfinished orders of an earlier run")
+	assert.Empty(t, stdout.String())
+}
+
 func TestServicesRememberKeysOfManyOrdersInFlight(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, 1<<16, options{concurrency: 100}.keepLast(), "never fewer than 65,536")
@@ -284,6 +327,9 @@ func TestBadFlags(t *testing.T) {
 		{append([]string{"-schema", "Bad-Name"}, pg...), `-schema "Bad-Name"`},
 		{append([]string{"-pool", "0"}, pg...), "-pool must be at least 1"},
 		{append([]string{"-raw-time", "0s"}, pg...), "-raw-time must be positive"},
+		{[]string{"-dir", "d"}, "-dir goes with -store journal"},
+		{[]string{"-dir", "d", "-store", "journal", "-engine", "bare"}, "-dir goes with -store journal and the sagaflow engine"},
+		{[]string{"-engine", "bare", "-workers", "2"}, "-workers goes with the sagaflow engine"},
 	} {
 		var stdout, stderr bytes.Buffer
 		assert.ErrorContains(t, run(context.Background(), tc.args, &stdout, &stderr), tc.want, "%v", tc.args)

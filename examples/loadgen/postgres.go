@@ -93,7 +93,7 @@ func (d *database) openStore(ctx context.Context, o options, k int) (*sql.DB, *p
 
 // rawCommits measures the database's single-row commit rate: workers
 // goroutines, spread over the pools, each commit one-row INSERTs into a
-// scratch table until d has passed. The table is dropped afterwards.
+// scratch table until dur has passed. The table is dropped afterwards.
 func (d *database) rawCommits(ctx context.Context, clk clock.Clock, pools []*sql.DB, workers int, dur time.Duration) (*postgresStats, error) {
 	table := `"` + d.schema + `".loadgen_raw_commits`
 	if _, err := d.admin.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS "`+d.schema+`"`); err != nil {
