@@ -2,6 +2,8 @@ package orderflow
 
 import (
 	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"testing"
 	"time"
@@ -207,6 +209,34 @@ func (x *memoIndex) has(want memoSlot) bool {
 		}
 	}
 	return false
+}
+
+// A memo's records and text hold no pointers: remembering many records
+// adds next to nothing to the heap the collector scans. The test measures
+// the whole heap, so it does not run in parallel with other tests.
+func TestMemoGivesTheCollectorNothingToScan(t *testing.T) {
+	const records = 100 * chunkRecords
+	m, _ := setupMemo(t, 0, 0)
+	keys := make([]string, records)
+	for i := range keys {
+		keys[i] = strconv.Itoa(i)
+	}
+	before := scannableHeap()
+	for i, key := range keys {
+		addRecord(m, key, i)
+	}
+	grew := float64(scannableHeap()) - float64(before)
+	assert.Less(t, grew/records, 1.0, "scannable bytes per record")
+	assertRemembers(t, m, map[string]bool{keys[0]: true, keys[records-1]: true})
+}
+
+// scannableHeap returns the bytes of heap that the collector scans, after
+// a collection.
+func scannableHeap() uint64 {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
 }
 
 // BenchmarkMemo records a new key per operation, as a service does, in a
