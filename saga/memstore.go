@@ -515,9 +515,8 @@ const (
 var noRare memRare
 
 // spareEvents holds the event arrays of packed logs, for new logs: packing
-// copies everything out of them but the states, which it keeps by
-// reference, so a new log can have the array, cleared, instead of
-// allocating one.
+// copies everything out of them, so a new log can have the array, cleared,
+// instead of allocating one.
 var spareEvents = sync.Pool{New: func() any { return new([memFirst]memEvent) }}
 
 // newEvents returns an empty slice with room for n events, and memFirst at
