@@ -70,7 +70,8 @@ type memShard struct {
 
 type memLog struct {
 	shard      *memShard // that holds it, whose mutex guards it
-	id, run    string
+	id         string
+	run        string // empty once packed, which holds it
 	definition string
 	version    int
 	startAt    time.Time // the first event's At: a saga's deadline
