@@ -143,6 +143,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	hs.RegisterOnShutdown(srv.closeStreams)
+	// Shutdown runs this once it refuses new connections, and a response
+	// written after it closes its connection: the line then says that both
+	// hold for the requests still in progress.
+	shutting := make(chan struct{})
+	hs.RegisterOnShutdown(func() {
+		logger.Info("shutting down: no new connections; finishing requests in progress")
+		close(shutting)
+	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -161,7 +169,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down: no new connections; finishing requests in progress")
 	sctx, cancel := shutdownCtx()
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
@@ -172,6 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	<-shutting // its line comes before the next
 	srv.Close()
 	logger.Info("HTTP server stopped; shutting down the orders")
 	return nil

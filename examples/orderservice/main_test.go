@@ -131,6 +131,42 @@ func (w *watcher) wait(ctx context.Context, s string) (string, error) {
 	}
 }
 
+// waitLines returns the lines that contain every one of substrings once
+// there are n of them, or those there are after sagatest.WaitTimeout: the
+// engine logs some lines after an order's status has changed.
+func (w *watcher) waitLines(n int, substrings ...string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), sagatest.WaitTimeout)
+	defer cancel()
+	for {
+		w.mu.Lock()
+		changed := w.changed
+		w.mu.Unlock()
+		if lines := w.lines(substrings...); len(lines) >= n {
+			return lines
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return w.lines(substrings...)
+		}
+	}
+}
+
+// lines returns the lines that contain every one of substrings.
+func (w *watcher) lines(substrings ...string) []string {
+	var out []string
+	for _, l := range strings.Split(w.String(), "\n") {
+		ok := l != ""
+		for _, s := range substrings {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // service is run in a goroutine of the test.
 type service struct {
 	t              *testing.T
@@ -257,6 +293,9 @@ func TestRunFinishesRequestInProgress(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.stop() }()
 	s.stderr.waitFor(t, "shutting down: no new connections")
+	if late, err := net.Dial("tcp", s.addr); !assert.Error(t, err, "a new connection, after the line") {
+		late.Close()
+	}
 	_, err = io.WriteString(conn, orderJSON) // the body, after the signal
 	require.NoError(t, err)
 	resp, err = http.ReadResponse(r, nil)

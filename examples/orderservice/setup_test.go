@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +33,7 @@ type fixture struct {
 	payment   *orderflow.PaymentService
 	inventory *orderflow.InventoryService
 	shipping  *orderflow.ShippingService
-	logs      *syncBuffer // the server's and the engine's logs, without times
+	logs      *watcher // the server's and the engine's logs, without times
 }
 
 // setup builds the fixture; mod may change the System's config before New.
@@ -49,7 +47,7 @@ func setup(t *testing.T, mod ...func(*orderflow.Config)) *fixture {
 		payment:   orderflow.NewPaymentService(orderflow.PaymentConfig{Clock: clk}),
 		inventory: orderflow.NewInventoryService(orderflow.InventoryConfig{Clock: clk}),
 		shipping:  orderflow.NewShippingService(orderflow.ShippingConfig{Clock: clk}),
-		logs:      &syncBuffer{},
+		logs:      newWatcher(),
 	}
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -223,67 +221,3 @@ func gated(t *testing.T, mod ...func(*orderflow.Config)) (*fixture, *gate) {
 	t.Cleanup(g.release) // runs before the fixture's cleanup
 	return f, g
 }
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	grew chan struct{} // closed by the next write, if made
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.grew != nil {
-		close(b.grew)
-		b.grew = nil
-	}
-	return b.buf.Write(p)
-}
-
-// waitLines returns the log lines that contain every one of substrings
-// once there are n of them, or those there are after sagatest.WaitTimeout:
-// the engine logs some lines after an order's status has changed.
-func (b *syncBuffer) waitLines(n int, substrings ...string) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), sagatest.WaitTimeout)
-	defer cancel()
-	for {
-		b.mu.Lock()
-		if b.grew == nil {
-			b.grew = make(chan struct{})
-		}
-		grew := b.grew
-		b.mu.Unlock()
-		if lines := b.lines(substrings...); len(lines) >= n {
-			return lines
-		}
-		select {
-		case <-grew:
-		case <-ctx.Done():
-			return b.lines(substrings...)
-		}
-	}
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines that contain every one of substrings.
-func (b *syncBuffer) lines(substrings ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, s := range substrings {
-			ok = ok && strings.Contains(l, s)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-var _ io.Writer = (*syncBuffer)(nil)
