@@ -28,6 +28,10 @@ type Config struct {
 	// Workers is the most actions and compensations running at once.
 	// Instances waiting for a backoff or a signal do not hold a worker.
 	// Defaults to 256; raise it when actions spend long waiting on I/O.
+	// Lower it, to a few per processor, when actions do not wait (on
+	// services in the same process): workers that never wait only queue
+	// for the processors, and an instance whose worker is preempted
+	// mid-step waits behind every one of them.
 	Workers int
 
 	// MaxInFlight is the most instances running at once (started and not

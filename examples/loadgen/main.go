@@ -17,12 +17,15 @@
 // goroutines, which yields after each order, as a request handler waits
 // for the network between requests.
 //
-// With the journal the engine gets a worker per order in flight
-// (-workers): every step waits for an fsync, and the orders waiting should
-// share one rather than queue for a worker. The journal is in a temporary
-// directory, removed at the end, or the one given with -dir, which is
-// kept; a -dir (or a -schema) that holds unfinished orders of an earlier
-// run is refused, since this run's services would see them run.
+// With the memory store the engine gets four workers per processor
+// (-workers): the services run in this process and never wait, and more
+// workers would only queue for the processors. With the journal it gets a
+// worker per order in flight: every step waits for an fsync, and the
+// orders waiting should share one rather than queue for a worker. The
+// journal is in a temporary directory, removed at the end, or the one
+// given with -dir, which is kept; a -dir (or a -schema) that holds
+// unfinished orders of an earlier run is refused, since this run's
+// services would see them run.
 //
 // With -store postgres the orders run on saga/pgstore. An order's
 // creation and every step it records wait for a round trip to the
@@ -104,7 +107,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.orders, "orders", 100_000, "orders to run")
 	fs.IntVar(&o.concurrency, "concurrency", 1_000, "orders in flight at once")
-	fs.IntVar(&o.workers, "workers", 0, "engine workers per coordinator (default: one per order in flight with the journal or PostgreSQL, the engine's default otherwise)")
+	fs.IntVar(&o.workers, "workers", 0, "engine workers per coordinator (default: one per order in flight with the journal or PostgreSQL, four per processor with the memory store)")
 	fs.StringVar(&o.store, "store", "memory", "store: memory, journal or postgres")
 	fs.StringVar(&o.dir, "dir", "", "journal directory (default: a temporary one, removed afterwards)")
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL URL, with -store postgres (e.g. postgres://postgres@127.0.0.1:5432/test)")
@@ -217,13 +220,10 @@ func printTable(w io.Writer, r result) {
 	if r.Coordinators > 1 {
 		each = fmt.Sprintf(" each, on %d coordinators", r.Coordinators)
 	}
-	switch {
-	case r.Workers > 0:
-		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers%s)\n", r.Orders, r.Concurrency, r.Workers, each)
-	case r.Engine == "bare":
+	if r.Engine == "bare" {
 		fmt.Fprintf(tw, "orders\t%d (concurrency %d)\n", r.Orders, r.Concurrency)
-	default:
-		fmt.Fprintf(tw, "orders\t%d (concurrency %d, the engine's default workers%s)\n", r.Orders, r.Concurrency, each)
+	} else {
+		fmt.Fprintf(tw, "orders\t%d (concurrency %d, %d workers%s)\n", r.Orders, r.Concurrency, r.Workers, each)
 	}
 	fmt.Fprintf(tw, "outcome\t%d completed, %d failed, %d stuck, %d lost\n", r.Completed, r.Failed, r.Stuck, r.Lost)
 	if r.Coordinators > 1 {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 	t.Parallel()
-	workers := map[string]float64{ // in flight, with the journal only
-		"sagaflow-memory":  0,
+	workers := map[string]float64{ // four per processor, or one per order in flight with the journal
+		"sagaflow-memory":  float64(4 * runtime.GOMAXPROCS(0)),
 		"sagaflow-journal": 100,
 		"bare":             0,
 	}
