@@ -68,8 +68,7 @@ type Order struct {
 
 // AppendJSON appends the order's JSON, as MarshalJSON writes it, to b. The
 // saga engine prefers it to MarshalJSON (see saga.JSONAppender): it encodes
-// an order's states into a buffer of its own instead of one allocation
-// each.
+// an order's states into buffers it reuses instead of one allocation each.
 func (o Order) AppendJSON(b []byte) ([]byte, error) {
 	if !o.Status.Valid() {
 		return b, fmt.Errorf("orderflow: invalid status %d", uint8(o.Status))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,6 +87,91 @@ func TestAppendedStatesAreKeptApart(t *testing.T) {
 	}
 }
 
+// keepingStore is a memory store that also keeps the events it is given,
+// their byte slices as they are, as a store may.
+type keepingStore struct {
+	*saga.MemoryStore
+	mu   sync.Mutex
+	kept []saga.Event
+}
+
+func (s *keepingStore) Create(ctx context.Context, events []saga.Event) error {
+	s.keep(events)
+	return s.MemoryStore.Create(ctx, events)
+}
+
+func (s *keepingStore) Append(ctx context.Context, id string, expected uint64, events []saga.Event) error {
+	s.keep(events)
+	return s.MemoryStore.Append(ctx, id, expected, events)
+}
+
+func (s *keepingStore) keep(events []saga.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kept = append(s.kept, events...)
+}
+
+// The states that the engine hands to hooks and subscribers, and to a
+// store that keeps them, are each step's own, after later steps have
+// encoded theirs: whether the store copies each encoding, as the memory
+// store does (and the engine then encodes every state into one buffer), or
+// keeps it.
+func TestAppendedStatesHandedOnStayAsRecorded(t *testing.T) {
+	t.Parallel()
+	keeping := &keepingStore{MemoryStore: saga.NewMemoryStore(saga.MemoryConfig{})}
+	t.Cleanup(func() { _ = keeping.Close() })
+	for name, store := range map[string]saga.Store{"memory": nil, "keeping": keeping} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			def := tallySteps(t, 4, func(s *tally) error {
+				s.N++
+				s.Pad += strings.Repeat(strconv.Itoa(s.N), 3*s.N) // outgrows the room the first one sized
+				return nil
+			})
+			var mu sync.Mutex
+			var hooked []saga.Event
+			h := newHarness(t, def, saga.Config{Store: store, Hooks: saga.Hooks{OnEvent: func(e saga.Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				hooked = append(hooked, e)
+			}}})
+			sub := h.Subscribe(saga.SubscribeOptions{})
+			defer sub.Close()
+			id := h.Start(tally{Pad: "start"})
+			h.WaitStatus(id, saga.StatusCompleted)
+
+			want := []string{`{"n":0,"pad":"start"}`}
+			pad := "start"
+			for n := 1; n <= 4; n++ {
+				pad += strings.Repeat(strconv.Itoa(n), 3*n)
+				want = append(want, `{"n":`+strconv.Itoa(n)+`,"pad":"`+pad+`"}`)
+			}
+			states := func(events []saga.Event) []string {
+				var out []string
+				for _, e := range events {
+					if e.SagaID == id && e.State != nil {
+						out = append(out, string(e.State))
+					}
+				}
+				return out
+			}
+			var subscribed []saga.Event
+			for len(subscribed) == 0 || !subscribed[len(subscribed)-1].Ends() {
+				subscribed = append(subscribed, receive(t, sub.Events()))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, want, states(hooked), "hooked")
+			assert.Equal(t, want, states(subscribed), "subscribed")
+			if store != nil {
+				keeping.mu.Lock()
+				defer keeping.mu.Unlock()
+				assert.Equal(t, want, states(keeping.kept), "kept")
+			}
+		})
+	}
+}
+
 func TestAppendedStateMustBeJSON(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, tallySteps(t, 1, func(*tally) error { return nil }), saga.Config{})
@@ -127,4 +213,63 @@ func TestAppendedStatesOfDifferentSizes(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tally{N: 2, Pad: pad}, snap.State)
 	}
+}
+
+// gated encodes itself like tally, but its encoding after the first step
+// waits for release, once it has said so on entered.
+type gated struct {
+	N        int           `json:"n"`
+	Entered  chan struct{} `json:"-"`
+	Released chan struct{} `json:"-"`
+}
+
+func (g gated) AppendJSON(b []byte) ([]byte, error) {
+	if g.N == 1 {
+		g.Entered <- struct{}{}
+		<-g.Released
+	}
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, int64(g.N), 10)
+	return append(b, '}'), nil
+}
+
+// A signal recorded while a worker encodes the instance's state, which it
+// does without the instance's lock, leaves that encoding alone: with a
+// memory store the worker encodes into a buffer it borrows until the
+// state is stored, and only it gives the buffer back.
+func TestSignalWhileAStateIsEncoded(t *testing.T) {
+	t.Parallel()
+	var steps []saga.Step[gated]
+	for _, name := range []string{"one", "two"} {
+		steps = append(steps, saga.Step[gated]{
+			Name:   name,
+			Action: func(_ context.Context, g *gated) error { g.N++; return nil },
+		})
+	}
+	def, err := saga.NewDefinition("gated", steps)
+	require.NoError(t, err)
+	h := newHarness(t, def, saga.Config{})
+	g := gated{Entered: make(chan struct{}), Released: make(chan struct{})}
+	id := h.Start(g)
+
+	receive(t, g.Entered) // the worker encodes the state after step one
+	require.NoError(t, h.Coordinator.Signal(context.Background(), id, "poke", []byte(`{"x":1}`), ""))
+	close(g.Released)
+	h.WaitStatus(id, saga.StatusCompleted)
+
+	events, err := h.Events(context.Background(), id)
+	require.NoError(t, err)
+	var states []string
+	signals := 0
+	for _, e := range events {
+		if e.State != nil {
+			states = append(states, string(e.State))
+		}
+		if e.Type == saga.EventSignalReceived {
+			signals++
+			assert.JSONEq(t, `{"x":1}`, string(e.Payload))
+		}
+	}
+	assert.Equal(t, []string{`{"n":0}`, `{"n":1}`, `{"n":2}`}, states)
+	assert.Equal(t, 1, signals)
 }

@@ -316,11 +316,18 @@ type instance[S any] struct {
 	work S
 
 	// buf is the room left in the buffer that the instance's states are
-	// encoded into, if its state type is a JSONAppender, and room the
-	// least room an encoding should find there: see appendState. Only the
-	// worker advancing the instance touches them.
+	// encoded into, if its state type is a JSONAppender and its store not
+	// a memory store, and room the least room an encoding should find
+	// there: see appendState. Only the worker advancing the instance
+	// touches them.
 	buf  []byte
 	room int
+
+	// scratch is the buffer that the instance's states are encoded in
+	// with a memory store, which copies them, borrowed while the worker
+	// advancing the instance (or Start) encodes and records one: see
+	// appendScratch.
+	scratch *[]byte
 
 	// ctxs are fresh contexts for the attempts to come, made together:
 	// see attemptCtx. Only the worker advancing the instance touches it.

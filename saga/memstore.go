@@ -5,10 +5,8 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -39,10 +37,11 @@ type MemoryConfig struct {
 // that instances do not contend. It is not durable: everything is lost with
 // the process. Finished instances can be dropped by a retention policy so
 // that memory stays bounded; a dropped instance is not found any more, and
-// its ID may be started again. A finished log is kept packed, in a form
-// the garbage collector need not scan: its events read back with their
-// times in the location of its first event and without monotonic clock
-// readings, as from a durable store.
+// its ID may be started again. The store copies the events it is given
+// and keeps each log packed, in a form the garbage collector need not
+// scan: its events read back with their times in the location of its
+// first event and without monotonic clock readings, as from a durable
+// store.
 type MemoryStore struct {
 	// Every call reads these and none writes them (but Close): they are
 	// kept off the cache lines that calls write, which would otherwise
@@ -52,8 +51,9 @@ type MemoryStore struct {
 	closed atomic.Bool
 	_      [64]byte
 
-	shards [memShards]memShard
-	nextID atomic.Uint64
+	shards   [memShards]memShard
+	nextID   atomic.Uint64
+	perBasis atomic.Int64 // the size of a log per byte of its basis, times 256: see room
 
 	finMu    sync.Mutex
 	finished []finishedEntry // oldest first; finished[finHead:] are live
@@ -68,99 +68,164 @@ type memShard struct {
 	_    [64 - 16]byte // keep shards on separate cache lines
 }
 
+// memLog is a log as a memory store keeps it: its run and its events
+// packed into one byte slice, in which the garbage collector has nothing
+// to scan, and beside it what every event of the log shares. A store may
+// keep many more finished logs than running ones, and a finished log
+// costs the collector two objects to mark, the log and its bytes, besides
+// its ID (TestMemoryStoreFinishedLogIsTwoObjects). Packing each event as
+// it comes, rather than keeping the events of a running log as structs
+// and packing them at its end, spares a copy of the log and leaves the
+// collector nothing to scan in running logs either.
+//
+// The bytes start with the run, as a length and bytes. Each event is then
+// its type; a byte of flags saying which of step, error, At, State,
+// signal, dedup key and payload it has, and whether its time is written
+// whole; its attempt; its time; and the fields its flags name, as lengths
+// and bytes (At as seconds and nanoseconds). A time is written whole, as
+// Unix seconds and nanoseconds, for the first event and any that is not
+// within 34 years of the one before it; otherwise as the nanoseconds since
+// the one before it, usually two or three bytes. That and flags set
+// without a loop make packing a fifth cheaper than writing every time
+// whole (BenchmarkMemoryStoreLog under callgrind: 3,440 -> 2,800
+// instructions per log for packing). Times read back in loc, the location
+// of the first event's time.
 type memLog struct {
 	shard      *memShard // that holds it, whose mutex guards it
 	id         string
-	run        string // empty once packed, which holds it
 	definition string
 	version    int
-	startAt    time.Time // the first event's At: a saga's deadline
-	order      uint64    // creation order, for Unfinished
+	order      uint64 // creation order, for Unfinished
+	n          int    // events in the log
+	basis      int    // see MemoryStore.room
 	ended      bool
-	n          int        // events in the log
-	events     []memEvent // the events of a log that has not ended
-	// packed holds the run and the events of a log that has ended (see
-	// pack), in which the garbage collector has nothing to scan: a store
-	// may keep many more finished logs than running ones. Their times are
-	// in loc.
-	packed []byte
-	loc    *time.Location
+	b          []byte
+	loc        *time.Location
+	sec, nsec  int64 // the time of the last event, which the next one's follows
 }
 
-// memFirst is how many events a new log has room for: enough for a saga of
-// four or five steps that completes.
-const memFirst = 12
+// The flags of a packed event.
+const (
+	packStep byte = 1 << iota
+	packErr
+	packAt
+	packState
+	packSignal
+	packDedupKey
+	packPayload
+	packWholeTime
+)
 
-// memEvent is an Event as a memory store keeps it, in a third of the space:
-// without what every event of a log shares (saga ID, run, definition and
-// version, which only the first event carries), without its sequence
-// number (the log has no gaps, so an event's number is its place in it),
-// and with the fields that few events have behind a pointer.
-type memEvent struct {
-	time    time.Time
-	state   json.RawMessage
-	step    string
-	rare    *memRare // nil for most events
-	attempt int32    // bigAttempt: see rare
-	typ     EventType
-}
-
-// bigAttempt in memEvent.attempt says that the attempt number does not fit
-// in an int32 and is in memRare.attempt.
-const bigAttempt = math.MinInt32
-
-// memRare holds the fields of an event that few events have: errors,
-// times other than the first event's deadline, and signals.
-type memRare struct {
-	err              string
-	at               time.Time
-	signal, dedupKey string
-	payload          json.RawMessage
-	attempt          int
-}
-
-func (l *memLog) add(events []Event) {
+// add packs events onto the log. With share set it points the State of
+// each event at the log's copy of it, which never changes: the
+// coordinator hands those on to subscribers and hooks, and so may encode
+// every state of an instance into one buffer.
+func (l *memLog) add(events []Event, share bool) {
+	p := l.b
+	if l.n == 0 {
+		p = appendBytes(p, true, events[0].Run)
+		l.loc = events[0].Time.Location()
+	}
 	for i := range events {
 		e := &events[i]
-		m := memEvent{time: e.Time, state: e.State, step: e.Step, attempt: int32(e.Attempt), typ: e.Type}
-		at := e.At
-		if len(l.events) == 0 {
-			l.startAt, at = e.At, time.Time{}
+		var flags byte
+		if e.Step != "" {
+			flags |= packStep
 		}
-		big := int(m.attempt) != e.Attempt || m.attempt == bigAttempt
-		if e.Error != "" || !at.IsZero() || e.Signal != "" || e.DedupKey != "" || e.Payload != nil || big {
-			m.rare = &memRare{err: e.Error, at: at, signal: e.Signal, dedupKey: e.DedupKey, payload: e.Payload, attempt: e.Attempt}
-			if big {
-				m.attempt = bigAttempt
-			}
+		if e.Error != "" {
+			flags |= packErr
 		}
-		l.events = append(l.events, m)
+		if !e.At.IsZero() {
+			flags |= packAt
+		}
+		if e.State != nil {
+			flags |= packState
+		}
+		if e.Signal != "" {
+			flags |= packSignal
+		}
+		if e.DedupKey != "" {
+			flags |= packDedupKey
+		}
+		if e.Payload != nil {
+			flags |= packPayload
+		}
+		sec, nsec := e.Time.Unix(), int64(e.Time.Nanosecond())
+		if l.n == 0 || sec-l.sec >= 1<<30 || sec-l.sec <= -1<<30 {
+			flags |= packWholeTime
+		}
+		p = append(p, byte(e.Type), flags)
+		p = binary.AppendVarint(p, int64(e.Attempt))
+		if flags&packWholeTime != 0 {
+			p = appendTime(p, e.Time)
+		} else {
+			p = binary.AppendVarint(p, (sec-l.sec)*1e9+nsec-l.nsec)
+		}
+		l.sec, l.nsec = sec, nsec
+		p = appendBytes(p, flags&packStep != 0, e.Step)
+		p = appendBytes(p, flags&packErr != 0, e.Error)
+		if flags&packAt != 0 {
+			p = appendTime(p, e.At)
+		}
+		p = appendBytes(p, flags&packState != 0, e.State)
+		if share && e.State != nil {
+			e.State = p[len(p)-len(e.State) : len(p) : len(p)]
+		}
+		p = appendBytes(p, flags&packSignal != 0, e.Signal)
+		p = appendBytes(p, flags&packDedupKey != 0, e.DedupKey)
+		p = appendBytes(p, flags&packPayload != 0, e.Payload)
+		l.n++
 	}
-	l.n = len(l.events)
+	l.b = p
 }
 
-func (l *memLog) load() []Event {
-	if l.packed != nil {
-		return l.unpack()
-	}
-	out := make([]Event, len(l.events))
-	for i := range l.events {
-		m := &l.events[i]
-		e := &out[i]
-		e.SagaID, e.Run, e.Seq, e.Type, e.Time = l.id, l.run, uint64(i)+1, m.typ, m.time
-		e.Step, e.Attempt, e.State = m.step, int(m.attempt), m.state
-		if r := m.rare; r != nil {
-			e.Error, e.At, e.Signal, e.DedupKey, e.Payload = r.err, r.at, r.signal, r.dedupKey, r.payload
-			if m.attempt == bigAttempt {
-				e.Attempt = r.attempt
-			}
-		}
-	}
-	if len(out) > 0 {
-		out[0].Definition, out[0].Version, out[0].At = l.definition, l.version, l.startAt
-	}
-	return out
+// run returns the log's run ID, as the bytes that hold it.
+func (l *memLog) run() []byte {
+	n, k := binary.Uvarint(l.b)
+	return l.b[k : k+int(n)]
 }
+
+// end marks the log ended. It lets go of the room left in its bytes if
+// that is more than a quarter of them.
+func (l *memLog) end() {
+	l.ended = true
+	if n := len(l.b); cap(l.b)-n > n/4 {
+		l.b = bytes.Clone(l.b)
+	}
+}
+
+// count counts the size of l, which has ended, into the room of the logs
+// to come (see room): a moving average over about 16 logs, in which no
+// log counts for more than the largest room. Logs that end at once may
+// each miss the others' share: it is only a guess at a size. Past the
+// store's first 256 logs it counts one in 16, which spares the writes that
+// the others would make to a cache line that every new log reads (the
+// store below: 1.0% of loadgen's CPU, then too little for its profile to
+// show).
+func (s *MemoryStore) count(l *memLog) {
+	if l.order > 256 && l.order%16 != 0 {
+		return
+	}
+	per := int64(min(len(l.b), maxRoom)) << 8 / int64(l.basis)
+	avg := s.perBasis.Load()
+	s.perBasis.Store(avg + (per-avg)/16)
+}
+
+// room returns the room a new log whose first events are events gets, and
+// its basis: the size of its first state and 64 bytes. A log grows with
+// its state, which each step records anew, so the logs that ended lately
+// say how large a log grows for each byte of its basis; the room is that
+// size and a sixteenth more. Most logs then fit in the room they are made
+// with, including those whose states differ in size (an order of two
+// items, say, and one of one), and a larger one grows once.
+func (s *MemoryStore) room(events []Event) (room, basis int) {
+	basis = len(events[0].State) + 64
+	n := s.perBasis.Load() * int64(basis) >> 8 // at most 2^18 times basis
+	return int(min(n+n/16, maxRoom)), basis
+}
+
+// maxRoom is the most room a new log gets.
+const maxRoom = 64 << 10
 
 type finishedEntry struct {
 	id string
@@ -175,6 +240,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 		cfg.Clock = clock.Real()
 	}
 	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
+	s.perBasis.Store(4 << 8) // a guess, until logs end
 	for i := range s.shards {
 		s.shards[i].logs = make(map[string]*memLog)
 	}
@@ -187,12 +253,14 @@ func (s *MemoryStore) shard(id string) *memShard {
 
 // Create implements [Store].
 func (s *MemoryStore) Create(_ context.Context, events []Event) error {
-	_, err := s.create(events)
+	_, err := s.create(events, false)
 	return err
 }
 
-// create is Create, returning a handle to the new log for append.
-func (s *MemoryStore) create(events []Event) (*memLog, error) {
+// create is Create, returning a handle to the new log for append. With
+// share set, it points the State of each event at the log's copy (see
+// memLog.add).
+func (s *MemoryStore) create(events []Event, share bool) (*memLog, error) {
 	if s.closed.Load() {
 		return nil, errStoreClosed
 	}
@@ -204,18 +272,18 @@ func (s *MemoryStore) create(events []Event) (*memLog, error) {
 		return nil, err
 	}
 	sh := s.shard(id)
+	room, basis := s.room(events)
 	l := &memLog{
 		shard:      sh,
 		id:         id,
-		run:        events[0].Run,
 		definition: events[0].Definition,
 		version:    events[0].Version,
-		ended:      events[len(events)-1].Ends(),
+		basis:      basis,
+		b:          make([]byte, 0, room),
 	}
-	l.events = newEvents(len(events))
-	l.add(events)
-	if l.ended {
-		l.pack()
+	l.add(events, share)
+	if events[len(events)-1].Ends() {
+		l.end()
 	}
 	sh.mu.Lock()
 	if _, ok := sh.logs[id]; ok {
@@ -226,6 +294,7 @@ func (s *MemoryStore) create(events []Event) (*memLog, error) {
 	sh.logs[id] = l
 	sh.mu.Unlock()
 	if l.ended {
+		s.count(l)
 		s.retire(id)
 	}
 	return l, nil
@@ -234,7 +303,7 @@ func (s *MemoryStore) create(events []Event) (*memLog, error) {
 // Append implements [Store].
 func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, events []Event) error {
 	var l *memLog
-	return s.append(&l, sagaID, expected, events)
+	return s.append(&l, sagaID, expected, events, false)
 }
 
 // append is Append to the log that *l is a handle to, as create or an
@@ -243,7 +312,9 @@ func (s *MemoryStore) Append(_ context.Context, sagaID string, expected uint64, 
 // coordinator keeps an instance's handle: looking a log up at each step,
 // often a cache miss in a map of every log the store holds, was 1.5% of
 // the CPU of loadgen's orders (map lookups: 4.8 -> 3.3% of the profile).
-func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events []Event) error {
+// With share set, it points the State of each event at the log's copy
+// (see memLog.add).
+func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events []Event, share bool) error {
 	if s.closed.Load() {
 		return errStoreClosed
 	}
@@ -273,15 +344,16 @@ func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events 
 		n := log.n
 		sh.mu.Unlock()
 		return fmt.Errorf("%w: %q has %d events, expected %d", ErrConflict, sagaID, n, expected)
-	case events[0].Run != log.run:
+	case events[0].Run != string(log.run()):
+		run := string(log.run())
 		sh.mu.Unlock()
-		return fmt.Errorf("%w: run %q appended to the log of run %q", ErrInvalidEvent, events[0].Run, log.run)
+		return fmt.Errorf("%w: run %q appended to the log of run %q", ErrInvalidEvent, events[0].Run, run)
 	}
-	log.add(events)
-	log.ended = events[len(events)-1].Ends()
-	ended := log.ended
+	log.add(events, share)
+	ended := events[len(events)-1].Ends()
 	if ended {
-		log.pack()
+		log.end()
+		s.count(log)
 	}
 	sh.mu.Unlock()
 	if ended {
@@ -401,149 +473,6 @@ func (s *MemoryStore) Close() error {
 
 var errStoreClosed = ErrClosed
 
-// pack moves the run and the events of a log that has ended into
-// l.packed, one byte slice without pointers, so that a finished log costs
-// the collector two objects to mark, the log and its bytes, besides its
-// ID. Keeping the states apart, where the engine encoded them, and the
-// run, cost it twice as many (TestMemoryStoreFinishedLogIsTwoObjects: 4.3
-// -> 2.0), and loadgen's mark phases, with 10,000 finished orders kept,
-// were a third longer, for a copy of 1.4 KB per order.
-//
-// The run comes first, as a length and bytes. Each event is then its
-// type; a byte of flags saying which of step, error, At, State, signal,
-// dedup key and payload it has, and whether its time is written whole;
-// its attempt; its time; and the fields its flags name, as lengths and
-// bytes (At as seconds and nanoseconds). A time is written whole, as Unix
-// seconds and nanoseconds, for the first event and any that is not within
-// 34 years of the one before it; otherwise as the nanoseconds since the
-// one before it, usually two or three bytes. That and flags set without a
-// loop make packing a fifth cheaper than writing every time whole
-// (BenchmarkMemoryStoreLog under callgrind: 3,440 -> 2,800 instructions
-// per log for packing). Times come back in the location of the log's
-// first event, without a monotonic clock reading; a log whose times are in
-// several locations is left as it is.
-func (l *memLog) pack() {
-	loc := l.events[0].time.Location()
-	b := packScratch.Get().(*[]byte)
-	p := (*b)[:0]
-	p = appendBytes(p, true, l.run)
-	var prevSec, prevNsec int64 // the time of the event before
-	for i := range l.events {
-		m := &l.events[i]
-		r := m.rare
-		if r == nil {
-			r = &noRare
-		}
-		at := r.at
-		if i == 0 {
-			at = l.startAt
-		}
-		if m.time.Location() != loc || (!at.IsZero() && at.Location() != loc) {
-			*b = p
-			packScratch.Put(b)
-			return
-		}
-		var flags byte
-		if m.step != "" {
-			flags |= packStep
-		}
-		if r.err != "" {
-			flags |= packErr
-		}
-		if !at.IsZero() {
-			flags |= packAt
-		}
-		if m.state != nil {
-			flags |= packState
-		}
-		if r.signal != "" {
-			flags |= packSignal
-		}
-		if r.dedupKey != "" {
-			flags |= packDedupKey
-		}
-		if r.payload != nil {
-			flags |= packPayload
-		}
-		sec, nsec := m.time.Unix(), int64(m.time.Nanosecond())
-		if i == 0 || sec-prevSec >= 1<<30 || sec-prevSec <= -1<<30 {
-			flags |= packWholeTime
-		}
-		attempt := int64(m.attempt)
-		if m.attempt == bigAttempt {
-			attempt = int64(r.attempt)
-		}
-		p = append(p, byte(m.typ), flags)
-		p = binary.AppendVarint(p, attempt)
-		if flags&packWholeTime != 0 {
-			p = appendTime(p, m.time)
-		} else {
-			p = binary.AppendVarint(p, (sec-prevSec)*1e9+nsec-prevNsec)
-		}
-		prevSec, prevNsec = sec, nsec
-		p = appendBytes(p, flags&packStep != 0, m.step)
-		p = appendBytes(p, flags&packErr != 0, r.err)
-		if flags&packAt != 0 {
-			p = appendTime(p, at)
-		}
-		p = appendBytes(p, flags&packState != 0, m.state)
-		p = appendBytes(p, flags&packSignal != 0, r.signal)
-		p = appendBytes(p, flags&packDedupKey != 0, r.dedupKey)
-		p = appendBytes(p, flags&packPayload != 0, r.payload)
-	}
-	l.packed, l.loc, l.run = bytes.Clone(p), loc, ""
-	freeEvents(l.events)
-	l.events, l.startAt = nil, time.Time{}
-	if cap(p) <= 64<<10 {
-		*b = p
-		packScratch.Put(b)
-	}
-}
-
-// The flags of a packed event.
-const (
-	packStep byte = 1 << iota
-	packErr
-	packAt
-	packState
-	packSignal
-	packDedupKey
-	packPayload
-	packWholeTime
-)
-
-// noRare stands for the rare fields of an event that has none.
-var noRare memRare
-
-// spareEvents holds the event arrays of packed logs, for new logs: packing
-// copies everything out of them, so a new log can have the array, cleared,
-// instead of allocating one.
-var spareEvents = sync.Pool{New: func() any { return new([memFirst]memEvent) }}
-
-// newEvents returns an empty slice with room for n events, and memFirst at
-// least.
-func newEvents(n int) []memEvent {
-	if n > memFirst {
-		return make([]memEvent, 0, n)
-	}
-	return spareEvents.Get().(*[memFirst]memEvent)[:0]
-}
-
-// freeEvents gives the slice of a packed log to newEvents, if it is one
-// that newEvents made.
-func freeEvents(events []memEvent) {
-	if cap(events) != memFirst {
-		return
-	}
-	a := (*[memFirst]memEvent)(events[:memFirst])
-	clear(a[:])
-	spareEvents.Put(a)
-}
-
-// packScratch holds buffers that logs are packed into before they are
-// copied out at their size.
-var packScratch = sync.Pool{New: func() any { return new([]byte) }}
-
 func appendTime(p []byte, t time.Time) []byte {
 	p = binary.AppendVarint(p, t.Unix())
 	return binary.AppendUvarint(p, uint64(t.Nanosecond()))
@@ -557,12 +486,11 @@ func appendBytes[T ~string | ~[]byte](p []byte, has bool, v T) []byte {
 	return append(p, v...)
 }
 
-// unpack returns the events that pack packed. State and Payload share the
-// packed bytes, which never change, with their capacity cut to their
-// length.
-func (l *memLog) unpack() []Event {
+// load returns the log's events. State and Payload share the log's bytes,
+// which never change, with their capacity cut to their length.
+func (l *memLog) load() []Event {
 	out := make([]Event, 0, l.n)
-	loc, p := l.loc, l.packed
+	loc, p := l.loc, l.b
 	varint := func() int64 {
 		v, k := binary.Varint(p)
 		p = p[k:]
@@ -588,7 +516,7 @@ func (l *memLog) unpack() []Event {
 	}
 	var sec, nsec int64 // the time of the event before
 	run := string(field(true))
-	for len(p) > 0 {
+	for len(out) < l.n {
 		e := Event{SagaID: l.id, Run: run, Seq: uint64(len(out)) + 1, Type: EventType(p[0])}
 		flags := p[1]
 		p = p[2:]

@@ -314,16 +314,32 @@ func TestMemoryStoreFinishedLogReadsBackAsWritten(t *testing.T) {
 	}
 }
 
-// A log whose times are in more than one location is kept as it is.
-func TestMemoryStoreFinishedLogWithMixedLocations(t *testing.T) {
+// Every time of a log, running or finished, reads back as the same instant
+// in the location of the log's first event, as from a durable store.
+func TestMemoryStoreTimesReadBackInTheFirstEventsLocation(t *testing.T) {
 	t.Parallel()
 	s, _ := memSetup(t, saga.MemoryConfig{})
-	log := memLogOf("m", saga.EventStepStarted, saga.EventSagaCompleted)
-	log[1].Time = log[1].Time.In(time.FixedZone("X", 7200))
-	require.NoError(t, s.Create(t.Context(), log))
-	got, err := s.Load(t.Context(), "m")
-	require.NoError(t, err)
-	assert.Equal(t, log, got)
+	x, y := time.FixedZone("X", 7200), time.FixedZone("Y", -3600)
+	log := memLogOf("m", saga.EventStepStarted, saga.EventStepSucceeded, saga.EventSagaCompleted)
+	log[0].Time = log[0].Time.In(y)
+	log[1].Time = log[1].Time.In(x)
+	log[2].Time, log[2].At = log[2].Time.In(time.UTC), memBase.Add(time.Hour).In(x)
+	check := func(n int) {
+		t.Helper()
+		got, err := s.Load(t.Context(), "m")
+		require.NoError(t, err)
+		require.Len(t, got, n)
+		for i := range got {
+			assert.True(t, log[i].Time.Equal(got[i].Time), "%d: time %v, want %v", i, got[i].Time, log[i].Time)
+			assert.True(t, log[i].At.Equal(got[i].At), "%d: at %v, want %v", i, got[i].At, log[i].At)
+			assert.Equal(t, y, got[i].Time.Location(), i)
+		}
+		assert.Equal(t, y, got[2].At.Location())
+	}
+	require.NoError(t, s.Create(t.Context(), log[:3]))
+	check(3)
+	require.NoError(t, s.Append(t.Context(), "m", 3, log[3:]))
+	check(4)
 }
 
 // BenchmarkMemoryStoreLog writes whole logs of a saga of four steps, as
@@ -389,4 +405,33 @@ func TestMemoryStoreFinishedLogKeepsEveryTime(t *testing.T) {
 	for i := range log {
 		assert.True(t, log[i].Time.Equal(got[i].Time), "%d: time %v, want %v", i, got[i].Time, log[i].Time)
 	}
+}
+
+// The store keeps copies of what it is given, and leaves the caller's
+// events as they were: changing the caller's bytes afterwards changes
+// nothing in the log, running or finished.
+func TestMemoryStoreCopiesWhatItIsGiven(t *testing.T) {
+	t.Parallel()
+	s, _ := memSetup(t, saga.MemoryConfig{})
+	log := memLogOf("c", saga.EventStepStarted, saga.EventStepSucceeded, saga.EventSagaCompleted)
+	log[2].State = []byte(`{"amount":200}`)
+	first, second := log[0].State, log[2].State
+	check := func(n int) {
+		t.Helper()
+		got, err := s.Load(t.Context(), "c")
+		require.NoError(t, err)
+		require.Len(t, got, n)
+		assert.Equal(t, `{"amount":100}`, string(got[0].State))
+		if n > 2 {
+			assert.Equal(t, `{"amount":200}`, string(got[2].State))
+		}
+	}
+	require.NoError(t, s.Create(t.Context(), log[:2]))
+	assert.Same(t, &first[0], &log[0].State[0], "the caller's events still hold their own bytes")
+	copy(first, `{"amount":999}`)
+	check(2)
+	require.NoError(t, s.Append(t.Context(), "c", 2, log[2:]))
+	assert.Same(t, &second[0], &log[2].State[0])
+	copy(second, `{"amount":999}`)
+	check(4)
 }

@@ -168,13 +168,15 @@ func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
 
 	var raw json.RawMessage
 	if err == nil {
-		if raw, err = inst.encodeState(state); err != nil {
+		if raw, err = c.encodeState(inst, state); err != nil {
 			err = Permanent(fmt.Errorf("saga: encode state: %w", err))
 		}
 	}
 	inst.mu.Lock()
 	if err == nil {
-		if err := c.stepSucceeded(inst, end, i, attempt, raw); err != nil {
+		err := c.stepSucceeded(inst, end, i, attempt, raw)
+		inst.releaseScratch()
+		if err != nil {
 			return c.storeFailed(inst, err)
 		}
 		inst.state = *state
@@ -305,7 +307,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S], last *time.Time) bool {
 
 	inst.mu.Lock()
 	if err == nil {
-		raw, merr := inst.encodeState(state)
+		raw, merr := c.encodeState(inst, state)
 		if merr != nil {
 			raw, state = nil, &inst.state // the undo happened; keep the last state that encodes
 		}
@@ -316,6 +318,7 @@ func (c *Coordinator[S]) compensate(inst *instance[S], last *time.Time) bool {
 		} else {
 			err = c.commitAt(inst, end, done)
 		}
+		inst.releaseScratch()
 		if err != nil {
 			return c.storeFailed(inst, err)
 		}
@@ -502,18 +505,20 @@ func (c *Coordinator[S]) create(ctx context.Context, inst *instance[S], events [
 		return c.store.Create(ctx, events)
 	}
 	var err error
-	inst.log, err = c.mem.create(events)
+	inst.log, err = c.mem.create(events, true)
 	return err
 }
 
 // append appends events to inst's log. With a memory store it appends
 // through the handle to the log that inst keeps, rather than have the
-// store look it up. It expects inst.mu held.
+// store look it up, and points the events' states at the store's copies,
+// so that the instance may give back the buffer it encoded them in (see
+// appendScratch). It expects inst.mu held.
 func (c *Coordinator[S]) append(inst *instance[S], events []Event) error {
 	if c.mem == nil {
 		return c.store.Append(c.runCtx, inst.id, inst.seq, events)
 	}
-	return c.mem.append(&inst.log, inst.id, inst.seq, events)
+	return c.mem.append(&inst.log, inst.id, inst.seq, events, true)
 }
 
 // applyRecorded folds in events the engine itself just stored and tells
@@ -647,24 +652,27 @@ func earliest(t, deadline time.Time) time.Time {
 // JSONAppender is implemented by state types that append their own JSON
 // encoding to a byte slice, as encoding.TextAppender does for text. The
 // engine prefers it to json.Marshaler: it then encodes each instance's
-// states one after the other into buffers that the instance keeps, instead
-// of allocating each encoding apart. AppendJSON must append exactly one
-// valid JSON value and may not keep b. As with MarshalJSON, the engine
-// checks the first encoding of each instance and trusts the others.
+// states into buffers it reuses, instead of allocating each encoding
+// apart. AppendJSON must append exactly one valid JSON value and may not
+// keep b. As with MarshalJSON, the engine checks the first encoding of
+// each instance and trusts the others.
 type JSONAppender interface {
 	AppendJSON(b []byte) ([]byte, error)
 }
 
 // encodeState encodes an instance's state for the log. A state type that
-// implements JSONAppender appends its encoding to inst's buffer; one that
-// implements json.Marshaler is encoded by its MarshalJSON alone: its output
-// must be valid JSON, as encoding/json requires, and is stored as it is,
-// without the validating copy that json.Marshal makes. Other types go
-// through json.Marshal. Only the goroutine advancing inst (or starting it)
-// may call it.
-func (inst *instance[S]) encodeState(state *S) (json.RawMessage, error) {
+// implements JSONAppender appends its encoding to a buffer of inst's (see
+// appendState and appendScratch); one that implements json.Marshaler is
+// encoded by its MarshalJSON alone: its output must be valid JSON, as
+// encoding/json requires, and is stored as it is, without the validating
+// copy that json.Marshal makes. Other types go through json.Marshal. Only
+// the goroutine advancing inst (or starting it) may call it.
+func (c *Coordinator[S]) encodeState(inst *instance[S], state *S) (json.RawMessage, error) {
 	switch m := any(state).(type) {
 	case JSONAppender:
+		if c.mem != nil {
+			return inst.appendScratch(m)
+		}
 		return inst.appendState(m)
 	case json.Marshaler:
 		return m.MarshalJSON()
@@ -692,10 +700,7 @@ func (inst *instance[S]) appendState(m JSONAppender) (json.RawMessage, error) {
 			inst.room = len(b) + len(b)/4 + 1
 			inst.buf = append(inst.newBuffer(), b...)
 		}
-		if cap(b) <= 64<<10 { // an unusually large state's scratch is left to the collector
-			*p = b[:0]
-			stateScratch.Put(p)
-		}
+		putScratch(p, b)
 		if err != nil {
 			return nil, err
 		}
@@ -730,6 +735,49 @@ func (inst *instance[S]) cut(n int) json.RawMessage {
 	return raw
 }
 
-// stateScratch holds the buffers that the first encoding of each instance
-// is made in, before the instance knows how large to make its own.
+// appendScratch appends the encoding of a state to a scratch buffer that
+// inst borrows from stateScratch until the store has copied it, and
+// returns it with its capacity cut to its length. The goroutine that
+// encodes gives the buffer back (releaseScratch) once it has recorded the
+// state, whether or not the store took it; no other may, for a Signal may
+// record an event of the instance's meanwhile.
+//
+// A memory store copies each encoding into its log and points the events
+// at its copy, so the instance need keep none: an order's states were
+// held twice, in a buffer of its own and in its packed log (with the
+// memory store packing each event as it comes, BenchmarkOrder: 5.5 -> 4.1
+// KiB and 14 -> 13 allocations per order).
+func (inst *instance[S]) appendScratch(m JSONAppender) (json.RawMessage, error) {
+	if inst.scratch == nil {
+		inst.scratch = stateScratch.Get().(*[]byte)
+	}
+	b, err := m.AppendJSON((*inst.scratch)[:0])
+	if err != nil {
+		return nil, err
+	}
+	*inst.scratch = b
+	return b[:len(b):len(b)], nil
+}
+
+// releaseScratch gives back the buffer that appendScratch borrowed, once
+// the store has copied what it holds.
+func (inst *instance[S]) releaseScratch() {
+	if p := inst.scratch; p != nil {
+		inst.scratch = nil
+		putScratch(p, *p)
+	}
+}
+
+// stateScratch holds the buffers that states are encoded in before they
+// are copied: each instance's first encoding, which sizes its own buffer,
+// and with a memory store every encoding.
 var stateScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// putScratch gives p back to stateScratch with b, what was last encoded in
+// it, unless b is unusually large: that is left to the collector.
+func putScratch(p *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*p = b[:0]
+		stateScratch.Put(p)
+	}
+}
