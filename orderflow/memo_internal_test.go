@@ -2,6 +2,7 @@ package orderflow
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
@@ -260,4 +261,38 @@ func BenchmarkMemo(b *testing.B) {
 		clk.Advance(1)
 		i++
 	}
+}
+
+// The records of the services' memos hold no pointers, as a memo requires:
+// a record with a string or a slice would hide it from the collector.
+func TestMemoRecordsHoldNoPointers(t *testing.T) {
+	t.Parallel()
+	for _, r := range []any{chargeRecord{}, reservationRecord{}, shipmentRecord{}, testRecord{}} {
+		typ := reflect.TypeOf(r)
+		assert.False(t, hasPointers(typ), "%v holds a pointer", typ)
+	}
+	assert.True(t, hasPointers(reflect.TypeOf(struct {
+		n int
+		s [2]struct{ p string }
+	}{})), "the check finds a pointer nested in an array")
+}
+
+// hasPointers reports whether a value of typ holds a Go pointer.
+func hasPointers(typ reflect.Type) bool {
+	switch typ.Kind() {
+	case reflect.Array:
+		return typ.Len() > 0 && hasPointers(typ.Elem())
+	case reflect.Struct:
+		for i := range typ.NumField() {
+			if hasPointers(typ.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	}
+	return true // pointers, strings, slices, maps, channels, functions, interfaces
 }
