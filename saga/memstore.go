@@ -1,7 +1,6 @@
 package saga
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -55,28 +54,30 @@ type MemoryStore struct {
 	nextID   atomic.Uint64
 	perBasis atomic.Int64 // the size of a log per byte of its basis, times 256: see room
 
-	finMu    sync.Mutex
-	finished []finishedEntry // oldest first; finished[finHead:] are live
-	finHead  int
+	finMu sync.Mutex
+	fin   finished // guarded by finMu
 }
 
 const memShards = 64
 
+// memShard holds the logs whose IDs hash to it. A log is in logs while it
+// runs, and moves to ended, as a reference to its place among the store's
+// finished logs, soon after it ends.
 type memShard struct {
-	mu   sync.Mutex
-	logs map[string]*memLog
-	_    [64 - 16]byte // keep shards on separate cache lines
+	mu    sync.Mutex
+	logs  map[string]*memLog
+	ended map[string]finRef
+	_     [64 - 24]byte // keep shards on separate cache lines
 }
 
-// memLog is a log as a memory store keeps it: its run and its events
-// packed into one byte slice, in which the garbage collector has nothing
-// to scan, and beside it what every event of the log shares. A store may
-// keep many more finished logs than running ones, and a finished log
-// costs the collector two objects to mark, the log and its bytes, besides
-// its ID (TestMemoryStoreFinishedLogIsTwoObjects). Packing each event as
-// it comes, rather than keeping the events of a running log as structs
-// and packing them at its end, spares a copy of the log and leaves the
-// collector nothing to scan in running logs either.
+// memLog is a running log as a memory store keeps it: its run and its
+// events packed into one byte slice, in which the garbage collector has
+// nothing to scan, and beside it what every event of the log shares.
+// Packing each event as it comes leaves the collector nothing to scan in
+// running logs, and once a log ends its bytes are copied among the
+// store's finished logs (see finished), so that the logs a store keeps
+// after they end, which may be many more than those running, cost the
+// collector nothing but their IDs.
 //
 // The bytes start with the run, as a length and bytes. Each event is then
 // its type; a byte of flags saying which of step, error, At, State,
@@ -185,15 +186,6 @@ func (l *memLog) run() []byte {
 	return l.b[k : k+int(n)]
 }
 
-// end marks the log ended. It lets go of the room left in its bytes if
-// that is more than a quarter of them.
-func (l *memLog) end() {
-	l.ended = true
-	if n := len(l.b); cap(l.b)-n > n/4 {
-		l.b = bytes.Clone(l.b)
-	}
-}
-
 // count counts the size of l, which has ended, into the room of the logs
 // to come (see room): a moving average over about 16 logs, in which no
 // log counts for more than the largest room. Logs that end at once may
@@ -227,11 +219,6 @@ func (s *MemoryStore) room(events []Event) (room, basis int) {
 // maxRoom is the most room a new log gets.
 const maxRoom = 64 << 10
 
-type finishedEntry struct {
-	id string
-	at time.Time
-}
-
 var _ Store = (*MemoryStore)(nil)
 
 // NewMemoryStore returns an empty memory store.
@@ -240,15 +227,22 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 		cfg.Clock = clock.Real()
 	}
 	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
+	s.fin.timed = cfg.Retention > 0
 	s.perBasis.Store(4 << 8) // a guess, until logs end
 	for i := range s.shards {
 		s.shards[i].logs = make(map[string]*memLog)
+		s.shards[i].ended = make(map[string]finRef)
 	}
 	return s
 }
 
 func (s *MemoryStore) shard(id string) *memShard {
 	return &s.shards[maphash.String(s.seed, id)%memShards]
+}
+
+// shardOf is shard for an ID as bytes.
+func (s *MemoryStore) shardOf(id []byte) *memShard {
+	return &s.shards[maphash.Bytes(s.seed, id)%memShards]
 }
 
 // Create implements [Store].
@@ -282,20 +276,20 @@ func (s *MemoryStore) create(events []Event, share bool) (*memLog, error) {
 		b:          make([]byte, 0, room),
 	}
 	l.add(events, share)
-	if events[len(events)-1].Ends() {
-		l.end()
-	}
+	ended := events[len(events)-1].Ends()
+	l.ended = ended
 	sh.mu.Lock()
-	if _, ok := sh.logs[id]; ok {
+	_, running := sh.logs[id]
+	if _, ended := sh.ended[id]; running || ended {
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrDuplicate, id)
 	}
 	l.order = s.nextID.Add(1)
 	sh.logs[id] = l
 	sh.mu.Unlock()
-	if l.ended {
+	if ended {
 		s.count(l)
-		s.retire(id)
+		s.finish(l)
 	}
 	return l, nil
 }
@@ -331,7 +325,11 @@ func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events 
 	sh.mu.Lock()
 	if log == nil {
 		if log = sh.logs[sagaID]; log == nil {
+			_, ended := sh.ended[sagaID]
 			sh.mu.Unlock()
+			if ended {
+				return fmt.Errorf("%w: %q", ErrFinished, sagaID)
+			}
 			return fmt.Errorf("%w: %q", ErrNotFound, sagaID)
 		}
 		*l = log
@@ -352,50 +350,48 @@ func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events 
 	log.add(events, share)
 	ended := events[len(events)-1].Ends()
 	if ended {
-		log.end()
+		log.ended = true
 		s.count(log)
 	}
 	sh.mu.Unlock()
 	if ended {
-		s.retire(sagaID)
+		s.finish(log)
 	}
 	return nil
 }
 
-// retire records that id has ended and drops the finished instances that
-// the retention policy no longer keeps.
-func (s *MemoryStore) retire(id string) {
-	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
-		return
-	}
+// finish moves l, which has ended, among the store's finished logs, and
+// drops the finished logs that the retention policy no longer keeps.
+func (s *MemoryStore) finish(l *memLog) {
 	var now time.Time
 	if s.cfg.Retention > 0 { // only retention needs the time
 		now = s.cfg.Clock.Now()
 	}
 	s.finMu.Lock()
 	defer s.finMu.Unlock()
-	s.finished = append(s.finished, finishedEntry{id: id, at: now})
-	for s.finHead < len(s.finished) {
-		oldest := s.finished[s.finHead]
-		live := len(s.finished) - s.finHead
-		overCount := s.cfg.MaxFinished > 0 && live > s.cfg.MaxFinished
-		tooOld := s.cfg.Retention > 0 && now.Sub(oldest.at) >= s.cfg.Retention
+	ref := s.fin.add(l, now)
+	sh := l.shard
+	sh.mu.Lock()
+	delete(sh.logs, l.id)
+	sh.ended[l.id] = ref
+	sh.mu.Unlock()
+
+	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
+		return
+	}
+	f := &s.fin
+	for f.n > 0 {
+		r := f.oldest()
+		overCount := s.cfg.MaxFinished > 0 && f.n > s.cfg.MaxFinished
+		tooOld := s.cfg.Retention > 0 && now.Sub(r.at) >= s.cfg.Retention
 		if !overCount && !tooOld {
 			break
 		}
-		s.finished[s.finHead] = finishedEntry{}
-		s.finHead++
-		sh := s.shard(oldest.id)
+		sh := s.shardOf(r.id)
 		sh.mu.Lock()
-		delete(sh.logs, oldest.id)
+		delete(sh.ended, string(r.id))
 		sh.mu.Unlock()
-	}
-	// Reclaim the consumed prefix once it is at least half the slice.
-	if s.finHead > 1024 && s.finHead*2 >= len(s.finished) {
-		n := copy(s.finished, s.finished[s.finHead:])
-		clear(s.finished[n:])
-		s.finished = s.finished[:n]
-		s.finHead = 0
+		f.drop(r)
 	}
 }
 
@@ -406,12 +402,22 @@ func (s *MemoryStore) Load(_ context.Context, sagaID string) ([]Event, error) {
 	}
 	sh := s.shard(sagaID)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	l, ok := sh.logs[sagaID]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, sagaID)
+	if l, ok := sh.logs[sagaID]; ok {
+		events := l.load()
+		sh.mu.Unlock()
+		return events, nil
 	}
-	return l.load(), nil
+	ref, ok := sh.ended[sagaID]
+	sh.mu.Unlock()
+	if ok {
+		s.finMu.Lock()
+		l, held := s.fin.log(ref, sagaID)
+		s.finMu.Unlock()
+		if held {
+			return l.load(), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNotFound, sagaID)
 }
 
 // Unfinished implements [Store].
@@ -448,7 +454,7 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.logs)
+		n += len(sh.logs) + len(sh.ended)
 		sh.mu.Unlock()
 	}
 	return n

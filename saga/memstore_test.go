@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -434,4 +435,25 @@ func TestMemoryStoreCopiesWhatItIsGiven(t *testing.T) {
 	assert.Same(t, &second[0], &log[2].State[0])
 	copy(second, `{"amount":999}`)
 	check(4)
+}
+
+// BenchmarkMemoryStoreCollectFinished measures a garbage collection of a
+// heap that holds a store of 100,000 finished logs, as a store with a
+// retention of a day holds the instances of the day: what the collector
+// marks of each log is a cost paid at every collection of the process.
+func BenchmarkMemoryStoreCollectFinished(b *testing.B) {
+	s := saga.NewMemoryStore(saga.MemoryConfig{})
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	for i := range 100_000 {
+		id := fmt.Sprintf("log-%d", i)
+		if err := s.Create(ctx, memLogOf(id, saga.EventStepStarted, saga.EventStepSucceeded, saga.EventSagaCompleted)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	b.ResetTimer()
+	for b.Loop() {
+		runtime.GC()
+	}
 }
