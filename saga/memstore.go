@@ -60,14 +60,18 @@ type MemoryStore struct {
 
 const memShards = 64
 
-// memShard holds the logs whose IDs hash to it. A log is in logs while it
-// runs, and moves to ended, as a reference to its place among the store's
-// finished logs, soon after it ends.
+// memShard holds the logs whose IDs hash to it.
 type memShard struct {
-	mu    sync.Mutex
-	logs  map[string]*memLog
-	ended map[string]finRef
-	_     [64 - 24]byte // keep shards on separate cache lines
+	mu   sync.Mutex
+	logs map[string]memEntry
+	_    [64 - 16]byte // keep shards on separate cache lines
+}
+
+// memEntry is a log of a shard: running, or soon after it ends, its log;
+// then where its record is among the store's finished logs.
+type memEntry struct {
+	log *memLog // nil once finished
+	fin finRef
 }
 
 // memLog is a running log as a memory store keeps it: its run and its
@@ -103,6 +107,13 @@ type memLog struct {
 	b          []byte
 	loc        *time.Location
 	sec, nsec  int64 // the time of the last event, which the next one's follows
+	deltas     bool  // states are written as changes: a finished log's record (see appendDeltas)
+
+	// states are where the states in b start, for appendDeltas to find
+	// them without reading every event: in stateRoom unless the log has
+	// more states than a saga of a few steps.
+	states    []uint32
+	stateRoom [8]uint32
 }
 
 // The flags of a packed event.
@@ -168,6 +179,9 @@ func (l *memLog) add(events []Event, share bool) {
 		if flags&packAt != 0 {
 			p = appendTime(p, e.At)
 		}
+		if flags&packState != 0 {
+			l.states = append(l.states, uint32(len(p)))
+		}
 		p = appendBytes(p, flags&packState != 0, e.State)
 		if share && e.State != nil {
 			e.State = p[len(p)-len(e.State) : len(p) : len(p)]
@@ -230,8 +244,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	s.fin.timed = cfg.Retention > 0
 	s.perBasis.Store(4 << 8) // a guess, until logs end
 	for i := range s.shards {
-		s.shards[i].logs = make(map[string]*memLog)
-		s.shards[i].ended = make(map[string]finRef)
+		s.shards[i].logs = make(map[string]memEntry)
 	}
 	return s
 }
@@ -275,17 +288,17 @@ func (s *MemoryStore) create(events []Event, share bool) (*memLog, error) {
 		basis:      basis,
 		b:          make([]byte, 0, room),
 	}
+	l.states = l.stateRoom[:0]
 	l.add(events, share)
 	ended := events[len(events)-1].Ends()
 	l.ended = ended
 	sh.mu.Lock()
-	_, running := sh.logs[id]
-	if _, ended := sh.ended[id]; running || ended {
+	if _, ok := sh.logs[id]; ok {
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrDuplicate, id)
 	}
 	l.order = s.nextID.Add(1)
-	sh.logs[id] = l
+	sh.logs[id] = memEntry{log: l}
 	sh.mu.Unlock()
 	if ended {
 		s.count(l)
@@ -324,10 +337,10 @@ func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events 
 	}
 	sh.mu.Lock()
 	if log == nil {
-		if log = sh.logs[sagaID]; log == nil {
-			_, ended := sh.ended[sagaID]
+		e, ok := sh.logs[sagaID]
+		if log = e.log; log == nil {
 			sh.mu.Unlock()
-			if ended {
+			if ok {
 				return fmt.Errorf("%w: %q", ErrFinished, sagaID)
 			}
 			return fmt.Errorf("%w: %q", ErrNotFound, sagaID)
@@ -372,8 +385,7 @@ func (s *MemoryStore) finish(l *memLog) {
 	ref := s.fin.add(l, now)
 	sh := l.shard
 	sh.mu.Lock()
-	delete(sh.logs, l.id)
-	sh.ended[l.id] = ref
+	sh.logs[l.id] = memEntry{fin: ref}
 	sh.mu.Unlock()
 
 	if s.cfg.Retention <= 0 && s.cfg.MaxFinished <= 0 {
@@ -389,7 +401,7 @@ func (s *MemoryStore) finish(l *memLog) {
 		}
 		sh := s.shardOf(r.id)
 		sh.mu.Lock()
-		delete(sh.ended, string(r.id))
+		delete(sh.logs, string(r.id))
 		sh.mu.Unlock()
 		f.drop(r)
 	}
@@ -402,16 +414,16 @@ func (s *MemoryStore) Load(_ context.Context, sagaID string) ([]Event, error) {
 	}
 	sh := s.shard(sagaID)
 	sh.mu.Lock()
-	if l, ok := sh.logs[sagaID]; ok {
-		events := l.load()
+	e, ok := sh.logs[sagaID]
+	if e.log != nil {
+		events := e.log.load()
 		sh.mu.Unlock()
 		return events, nil
 	}
-	ref, ok := sh.ended[sagaID]
 	sh.mu.Unlock()
 	if ok {
 		s.finMu.Lock()
-		l, held := s.fin.log(ref, sagaID)
+		l, held := s.fin.log(e.fin, sagaID)
 		s.finMu.Unlock()
 		if held {
 			return l.load(), nil
@@ -433,8 +445,8 @@ func (s *MemoryStore) Unfinished(_ context.Context, definition string) ([]string
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for id, l := range sh.logs {
-			if !l.ended && l.definition == definition {
+		for id, e := range sh.logs {
+			if l := e.log; l != nil && !l.ended && l.definition == definition {
 				found = append(found, entry{id, l.order})
 			}
 		}
@@ -454,7 +466,7 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.logs) + len(sh.ended)
+		n += len(sh.logs)
 		sh.mu.Unlock()
 	}
 	return n
@@ -521,6 +533,7 @@ func (l *memLog) load() []Event {
 		return v
 	}
 	var sec, nsec int64 // the time of the event before
+	var prev []byte     // the state before
 	run := string(field(true))
 	for len(out) < l.n {
 		e := Event{SagaID: l.id, Run: run, Seq: uint64(len(out)) + 1, Type: EventType(p[0])}
@@ -539,7 +552,18 @@ func (l *memLog) load() []Event {
 		if flags&packAt != 0 {
 			e.At = timeOf()
 		}
-		e.State = field(flags&packState != 0)
+		if flags&packState != 0 {
+			if l.deltas {
+				pre, suf := int(uvarint()), int(uvarint())
+				mid := field(true)
+				state := make([]byte, 0, pre+len(mid)+suf)
+				state = append(append(append(state, prev[:pre]...), mid...), prev[len(prev)-suf:]...)
+				e.State = state
+			} else {
+				e.State = field(true)
+			}
+			prev = e.State
+		}
 		e.Signal = string(field(flags&packSignal != 0))
 		e.DedupKey = string(field(flags&packDedupKey != 0))
 		e.Payload = field(flags&packPayload != 0)

@@ -3,7 +3,9 @@ package saga
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,7 +196,7 @@ func TestMemoryStoreFinishedLogsSpanChunks(t *testing.T) {
 			assert.Equal(t, want[k].Type, got[k].Type, "%s event %d", id, k)
 			assert.Equal(t, string(want[k].State), string(got[k].State), "%s event %d", id, k)
 		}
-		ref := s.shard(id).ended[id]
+		ref := s.shard(id).logs[id].fin
 		l, ok := s.fin.log(ref, id)
 		require.True(t, ok, id)
 		kept += len(l.b) + 64 // and the record's ID and lengths
@@ -297,5 +299,106 @@ func TestMemoryStoreForgetsKindsOfDroppedLogs(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "zone-"+strconv.Itoa(i), got[2].Time.Location().String(), i)
 		assert.Equal(t, "d", got[0].Definition)
+	}
+}
+
+// A finished log keeps each state as what changed since the one before;
+// whatever its states, they read back as written: equal ones, empty and
+// missing ones, longer and shorter ones, ones sharing a prefix, a suffix,
+// both or nothing.
+func TestMemoryStoreFinishedStatesReadBackAsWritten(t *testing.T) {
+	t.Parallel()
+	s := NewMemoryStore(MemoryConfig{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab{}\"\x00\xff")
+	word := func(n int) []byte {
+		w := make([]byte, n)
+		for i := range w {
+			w[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return w
+	}
+	for i := range 2000 {
+		id := "saga-" + strconv.Itoa(i)
+		types := []EventType{EventSagaStarted}
+		for range 1 + rng.IntN(8) {
+			types = append(types, EventStepStarted, EventStepSucceeded)
+		}
+		events := handleLog(id, 1, append(types, EventSagaCompleted)...)
+		var prev []byte
+		for k := range events {
+			switch rng.IntN(6) {
+			case 0: // none
+			case 1:
+				events[k].State = []byte{}
+			case 2:
+				events[k].State = slices.Clone(prev)
+			default: // a change somewhere in the state before, which may be cut or grown
+				a, b := rng.IntN(len(prev)+1), rng.IntN(len(prev)+1)
+				a, b = min(a, b), max(a, b)
+				events[k].State = slices.Concat(prev[:a], word(rng.IntN(20)), prev[b:])
+			}
+			if events[k].State != nil {
+				prev = events[k].State
+			}
+		}
+		_, err := s.create(events, false)
+		require.NoError(t, err)
+		got, err := s.Load(t.Context(), id)
+		require.NoError(t, err)
+		require.Len(t, got, len(events))
+		for k := range events {
+			assert.Equal(t, events[k].State == nil, got[k].State == nil, "%s event %d: nil", id, k)
+			assert.Equal(t, string(events[k].State), string(got[k].State), "%s event %d", id, k)
+		}
+	}
+}
+
+// The states of a saga change a little from step to step, and its
+// finished log keeps little more than one of them.
+func TestMemoryStoreFinishedLogKeepsStatesAsChanges(t *testing.T) {
+	t.Parallel()
+	s := NewMemoryStore(MemoryConfig{})
+	base := `{"order_id":"0b6f2a5e-7c1d-4d8e-9f3a-2b1c4d5e6f70","customer":{"name":"Ada","email":"ada@example.com",` +
+		`"address":"1 Main St"},"items":[{"name":"laptop","price":999.99,"quantity":1}],"total_amount":999.99,"status":"%s"%s}`
+	events := handleLog("a", 1, EventSagaStarted, EventStepStarted, EventStepSucceeded, EventStepStarted, EventStepSucceeded,
+		EventStepStarted, EventStepSucceeded, EventSagaCompleted)
+	events[0].State = fmt.Appendf(nil, base, "pending", "")
+	events[2].State = fmt.Appendf(nil, base, "paid", `,"charge_id":"ch_1"`)
+	events[4].State = fmt.Appendf(nil, base, "reserved", `,"charge_id":"ch_1","reservation_id":"res_1"`)
+	events[6].State = fmt.Appendf(nil, base, "shipped", `,"charge_id":"ch_1","reservation_id":"res_1","tracking_number":"tr_1"`)
+	l, err := s.create(events, false)
+	require.NoError(t, err)
+	rec, ok := s.fin.log(s.shard("a").logs["a"].fin, "a")
+	require.True(t, ok)
+	assert.Less(t, len(rec.b), len(l.b)/2, "a record's bytes, to the log's as it ran")
+}
+
+func TestCommonPrefixAndSuffix(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	naivePrefix := func(a, b []byte) int {
+		i := 0
+		for i < len(a) && i < len(b) && a[i] == b[i] {
+			i++
+		}
+		return i
+	}
+	naiveSuffix := func(a, b []byte) int {
+		i := 0
+		for i < len(a) && i < len(b) && a[len(a)-1-i] == b[len(b)-1-i] {
+			i++
+		}
+		return i
+	}
+	for range 10_000 {
+		shared := make([]byte, rng.IntN(40))
+		for i := range shared {
+			shared[i] = byte(rng.IntN(3))
+		}
+		a := slices.Concat(shared, []byte{byte(rng.IntN(3))}, shared[:rng.IntN(len(shared)+1)])
+		b := slices.Concat(shared[:rng.IntN(len(shared)+1)], []byte{byte(rng.IntN(3))}, shared)
+		assert.Equal(t, naivePrefix(a, b), commonPrefix(a, b), "prefix of %v and %v", a, b)
+		assert.Equal(t, naiveSuffix(a, b), commonSuffix(a, b), "suffix of %v and %v", a, b)
 	}
 }
