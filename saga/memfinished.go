@@ -35,7 +35,8 @@ type finished struct {
 	first  uint32   // the number of chunks[0]: see finRef
 	head   int      // where the oldest record held starts in chunks[0]
 	n      int      // records held
-	timed  bool     // records hold the time they ended
+	size   int      // bytes of the records held
+	timed  bool     // records hold when they ended: see add
 
 	kinds    []finKind // by index; a free one is zero
 	refs     []int     // by kind: the records held that are of it
@@ -57,26 +58,27 @@ type finKind struct {
 // the chunk in the low.
 type finRef uint64
 
-// The least and the most room of a chunk: a store that keeps few finished
-// logs keeps a few small chunks, and one that keeps many, chunks that the
-// collector marks in a moment each. A log larger than the most gets a
-// chunk of its own.
+// A new chunk has room for an eighth of the bytes of the records held,
+// within these bounds: a store that keeps few finished logs keeps small
+// chunks, and one that keeps many, chunks that the collector marks in a
+// moment each. The room left in the newest chunk and the dropped records in
+// the oldest then come to at most a quarter of what the store holds, or
+// twice maxChunk. A log larger than maxChunk gets a chunk of its own.
 const (
 	minChunk = 4 << 10
 	maxChunk = 64 << 10
 )
 
-// add adds a record of l, which ended at the time at, and returns where it
-// is.
-func (f *finished) add(l *memLog, at time.Time) finRef {
+// add adds a record of l, which ended at, and returns where it is. at is
+// how long after the store was made, on the store's clock (its monotonic
+// reading, if it has one), so that a clock set back or forward keeps a
+// retention time as long as it is.
+func (f *finished) add(l *memLog, at time.Duration) finRef {
 	kind := f.kind(finKind{l.definition, l.version, l.loc})
 	need := 6*binary.MaxVarintLen64 + len(l.id) + len(l.b) + 2*len(l.states) // a state may take two bytes more
 	k := len(f.chunks) - 1
 	if k < 0 || cap(f.chunks[k])-len(f.chunks[k]) < need {
-		size := minChunk
-		if k >= 0 {
-			size = min(2*cap(f.chunks[k]), maxChunk)
-		}
+		size := min(max(f.size/8, minChunk), maxChunk)
 		if f.n == 0 { // no record held: the chunks go
 			clear(f.chunks)
 			f.first += uint32(len(f.chunks))
@@ -89,7 +91,7 @@ func (f *finished) add(l *memLog, at time.Time) finRef {
 	off := len(c)
 	c = appendBytes(c, true, l.id)
 	if f.timed {
-		c = appendTime(c, at)
+		c = binary.AppendVarint(c, int64(at))
 	}
 	c = binary.AppendUvarint(c, uint64(kind))
 	c = binary.AppendUvarint(c, uint64(l.n))
@@ -102,6 +104,7 @@ func (f *finished) add(l *memLog, at time.Time) finRef {
 	}
 	f.chunks[k] = c
 	f.n++
+	f.size += len(c) - off
 	return finRef(uint64(f.first+uint32(k))<<32 | uint64(off))
 }
 
@@ -134,7 +137,7 @@ func (f *finished) kind(k finKind) int {
 // log keeps, and the record's size.
 type record struct {
 	id   []byte
-	at   time.Time
+	at   time.Duration
 	kind int
 	n    int
 	b    []byte
@@ -158,9 +161,9 @@ func (f *finished) read(p []byte) record {
 	}
 	r.id = bytesOf()
 	if f.timed {
-		sec, k := binary.Varint(p)
+		at, k := binary.Varint(p)
 		p = p[k:]
-		r.at = time.Unix(sec, int64(uvarint()))
+		r.at = time.Duration(at)
 	}
 	r.kind = int(uvarint())
 	r.n = int(uvarint())
@@ -184,6 +187,7 @@ func (f *finished) oldest() record {
 func (f *finished) drop(r record) {
 	f.head += r.size
 	f.n--
+	f.size -= r.size
 	if f.refs[r.kind]--; f.refs[r.kind] == 0 {
 		delete(f.kindOf, f.kinds[r.kind])
 		f.kinds[r.kind] = finKind{}
@@ -201,9 +205,9 @@ func (f *finished) drop(r record) {
 // bytes are a copy, so that events read from it, which share them, keep
 // only their own log from the collector and not a whole chunk.
 func (f *finished) log(ref finRef, id string) (memLog, bool) {
-	k := int(uint32(ref>>32) - f.first)
+	k := uint32(ref>>32) - f.first // past the chunks held if its chunk was dropped
 	off := int(uint32(ref))
-	if k >= len(f.chunks) || (k == 0 && off < f.head) {
+	if k >= uint32(len(f.chunks)) || (k == 0 && off < f.head) {
 		return memLog{}, false // dropped since ref was taken
 	}
 	r := f.read(f.chunks[k][off:])

@@ -55,7 +55,8 @@ type MemoryStore struct {
 	perBasis atomic.Int64 // the size of a log per byte of its basis, times 256: see room
 
 	finMu sync.Mutex
-	fin   finished // guarded by finMu
+	fin   finished  // guarded by finMu
+	born  time.Time // when the store was made, for the ages of finished logs
 }
 
 const memShards = 64
@@ -242,6 +243,9 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	}
 	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
 	s.fin.timed = cfg.Retention > 0
+	if s.fin.timed {
+		s.born = cfg.Clock.Now()
+	}
 	s.perBasis.Store(4 << 8) // a guess, until logs end
 	for i := range s.shards {
 		s.shards[i].logs = make(map[string]memEntry)
@@ -376,13 +380,13 @@ func (s *MemoryStore) append(l **memLog, sagaID string, expected uint64, events 
 // finish moves l, which has ended, among the store's finished logs, and
 // drops the finished logs that the retention policy no longer keeps.
 func (s *MemoryStore) finish(l *memLog) {
-	var now time.Time
+	var age time.Duration    // of the store
 	if s.cfg.Retention > 0 { // only retention needs the time
-		now = s.cfg.Clock.Now()
+		age = s.cfg.Clock.Now().Sub(s.born)
 	}
 	s.finMu.Lock()
 	defer s.finMu.Unlock()
-	ref := s.fin.add(l, now)
+	ref := s.fin.add(l, age)
 	sh := l.shard
 	sh.mu.Lock()
 	sh.logs[l.id] = memEntry{fin: ref}
@@ -395,7 +399,7 @@ func (s *MemoryStore) finish(l *memLog) {
 	for f.n > 0 {
 		r := f.oldest()
 		overCount := s.cfg.MaxFinished > 0 && f.n > s.cfg.MaxFinished
-		tooOld := s.cfg.Retention > 0 && now.Sub(r.at) >= s.cfg.Retention
+		tooOld := s.cfg.Retention > 0 && age-r.at >= s.cfg.Retention
 		if !overCount && !tooOld {
 			break
 		}

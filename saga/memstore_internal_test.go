@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sagaflow/sagaflow/clock"
 )
 
 // handleLog returns the events of a log of saga id from seq first on, one
@@ -401,4 +403,160 @@ func TestCommonPrefixAndSuffix(t *testing.T) {
 		assert.Equal(t, naivePrefix(a, b), commonPrefix(a, b), "prefix of %v and %v", a, b)
 		assert.Equal(t, naiveSuffix(a, b), commonSuffix(a, b), "suffix of %v and %v", a, b)
 	}
+}
+
+// A finished log's reference may be read after its record was dropped, by
+// a Load that found it before: it then finds nothing, whether the chunk
+// that held the record is still held or not.
+func TestMemoryStoreDroppedRecordIsNotFound(t *testing.T) {
+	t.Parallel()
+	s := NewMemoryStore(MemoryConfig{MaxFinished: 1})
+	finishLog(t, s, "a", `{"a":1}`)
+	ref := s.shard("a").logs["a"].fin
+	_, ok := s.fin.log(ref, "a")
+	require.True(t, ok, "held")
+	assert.False(t, func() bool { _, ok := s.fin.log(ref, "b"); return ok }(), "another saga's reference")
+
+	finishLog(t, s, "b", `{"b":1}`) // drops a; its chunk holds b
+	require.Equal(t, s.fin.first, uint32(ref>>32), "a's chunk is held")
+	_, ok = s.fin.log(ref, "a")
+	assert.False(t, ok, "a dropped, its chunk held")
+
+	for i := 0; uint32(ref>>32) == s.fin.first; i++ { // until a's chunk goes
+		finishLog(t, s, "c"+strconv.Itoa(i), `{"c":`+strconv.Itoa(i)+`}`)
+	}
+	_, ok = s.fin.log(ref, "a")
+	assert.False(t, ok, "a's chunk dropped")
+	_, err := s.Load(t.Context(), "a")
+	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+// A store that keeps few finished logs keeps them in small chunks.
+func TestMemoryStoreFewFinishedLogsTakeSmallChunks(t *testing.T) {
+	t.Parallel()
+	s := NewMemoryStore(MemoryConfig{MaxFinished: 1})
+	for i := range 1000 {
+		finishLog(t, s, "saga-"+strconv.Itoa(i), `{"i":`+strconv.Itoa(i)+`}`)
+	}
+	for _, c := range s.fin.chunks {
+		assert.Equal(t, minChunk, cap(c))
+	}
+}
+
+// A store under random logs (of any size, some larger than a chunk, their
+// IDs used again once dropped) and random retention policies holds exactly
+// what a plain model of the policies holds, and reads it back as written.
+func TestMemoryStoreMatchesAModel(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(10) {
+		rng := rand.New(rand.NewPCG(seed, 9))
+		fake := clock.NewFake(time.Unix(1000, 0))
+		cfg := MemoryConfig{Clock: fake, MaxFinished: rng.IntN(30)}
+		if rng.IntN(2) == 0 {
+			cfg.Retention = time.Duration(1+rng.IntN(50)) * time.Second
+		}
+		s := NewMemoryStore(cfg)
+		type ended struct {
+			id string
+			at time.Time
+		}
+		model := map[string][]Event{} // the logs the store should hold
+		var queue []ended             // the finished ones, oldest first
+		for step := range 1500 {
+			id := "id" + strconv.Itoa(rng.IntN(200))
+			fake.Advance(time.Duration(rng.IntN(2000)) * time.Millisecond)
+			if want, ok := model[id]; ok {
+				got, err := s.Load(t.Context(), id)
+				require.NoError(t, err, "seed %d step %d: %s", seed, step, id)
+				require.Len(t, got, len(want), "seed %d step %d: %s", seed, step, id)
+				for k := range want {
+					assert.Equal(t, want[k].State == nil, got[k].State == nil, "seed %d step %d: %s event %d", seed, step, id, k)
+					assert.Equal(t, string(want[k].State), string(got[k].State), "seed %d step %d: %s event %d", seed, step, id, k)
+					assert.Equal(t, string(want[k].Payload), string(got[k].Payload), "seed %d step %d: %s event %d", seed, step, id, k)
+				}
+				continue
+			}
+			_, err := s.Load(t.Context(), id)
+			require.ErrorIs(t, err, ErrNotFound, "seed %d step %d: %s", seed, step, id)
+
+			types := []EventType{EventSagaStarted}
+			for range rng.IntN(6) {
+				types = append(types, EventStepStarted)
+			}
+			events := handleLog(id, 1, append(types, EventSagaCompleted)...)
+			big := rng.IntN(20) == 0
+			for k := range events {
+				if rng.IntN(3) > 0 {
+					n := rng.IntN(300)
+					if big {
+						n = maxChunk + rng.IntN(1024)
+					}
+					events[k].State = []byte(strings.Repeat(string(rune('a'+rng.IntN(3))), n))
+				}
+				if rng.IntN(3) == 0 {
+					events[k].Payload = []byte(strconv.Itoa(k))
+				}
+				events[k].Time = fake.Now()
+			}
+			_, err = s.create(slices.Clone(events), false)
+			require.NoError(t, err)
+			model[id] = events
+			queue = append(queue, ended{id, fake.Now()})
+			for len(queue) > 0 {
+				over := cfg.MaxFinished > 0 && len(queue) > cfg.MaxFinished
+				old := cfg.Retention > 0 && fake.Now().Sub(queue[0].at) >= cfg.Retention
+				if !over && !old {
+					break
+				}
+				delete(model, queue[0].id)
+				queue = queue[1:]
+			}
+			require.Equal(t, len(model), s.Len(), "seed %d step %d", seed, step)
+		}
+	}
+}
+
+// Writers end logs under a few IDs, each started again as soon as the
+// store drops it, while readers read them: a log read is of the ID asked
+// for, and whole.
+func TestMemoryStoreIDsUsedAgainWhileRead(t *testing.T) {
+	t.Parallel()
+	s := NewMemoryStore(MemoryConfig{MaxFinished: 3})
+	const writers, ids = 4, 8
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for w := range writers {
+		wg.Go(func() {
+			defer done.Add(1)
+			for i := range 2000 {
+				id := "id" + strconv.Itoa((i*7+w)%ids)
+				events := handleLog(id, 1, EventSagaStarted, EventStepStarted, EventSagaCompleted)
+				state := strings.Repeat(id, 1+i%700)
+				events[0].State, events[2].State = []byte(state), []byte(state+"!")
+				if _, err := s.create(events, false); err != nil && !errors.Is(err, ErrDuplicate) {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for i := 0; done.Load() < writers; i++ {
+				id := "id" + strconv.Itoa(i%ids)
+				got, err := s.Load(t.Context(), id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if !assert.NoError(t, err, id) || !assert.Len(t, got, 3, id) {
+					return
+				}
+				assert.Equal(t, id, got[0].SagaID)
+				assert.True(t, strings.HasPrefix(string(got[0].State), id), "%s: state %.20q", id, got[0].State)
+				assert.Equal(t, string(got[0].State)+"!", string(got[2].State), id)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 3, s.Len())
 }
