@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -284,7 +285,7 @@ func TestMemoryStoreFinishedLogReadsBackAsWritten(t *testing.T) {
 			log[2].Signal, log[2].Payload = "empty", []byte{}
 			log[3].Step, log[3].Attempt = "charge", 1
 			log[4].Step, log[4].Attempt, log[4].Error = "charge", 1, "card declined: ünïcode"
-			log[5].Step, log[5].Attempt, log[5].At = "charge", 1<<40, at(30)
+			log[5].Step, log[5].Attempt, log[5].At = "charge", math.MaxInt, at(30)
 			log[6].Step, log[6].Attempt = "charge", -7
 			log[7].Step, log[7].Attempt, log[7].State = "charge", 2, []byte{}
 			require.NoError(t, s.Create(t.Context(), log[:1]))

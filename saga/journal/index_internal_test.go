@@ -38,7 +38,7 @@ func TestLocFields(t *testing.T) {
 	for _, tc := range []struct {
 		serial uint32
 		i      int
-	}{{1, 0}, {serialMask, math.MaxUint32}, {serialMask + 5, 3}} {
+	}{{1, 0}, {serialMask, min(math.MaxUint32, math.MaxInt)}, {serialMask + 5, 3}} {
 		l := pendingLoc(tc.serial, tc.i)
 		assert.True(t, l.pending(), "%v", tc)
 		assert.Equal(t, tc.serial&serialMask, l.serial(), "%v", tc)
