@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,8 +17,8 @@ type otherKey struct{}
 func newAttemptCtx(t *testing.T, parent context.Context) (*attemptCtx, *clock.Fake) {
 	t.Helper()
 	clk := clock.NewFake(time.Time{})
-	sc := stepContext{info: StepInfo{SagaID: "s1", Step: "payment"}}
-	return &attemptCtx{parent: parent, clock: clk, deadline: clk.Now().Add(time.Second), step: sc}, clk
+	sc := stepContext{key: "s1/payment", idLen: 2}
+	return &attemptCtx{env: &attemptEnv{parent: parent, clock: clk}, deadline: clk.Now().Add(time.Second), step: sc}, clk
 }
 
 func closed(ch <-chan struct{}) bool {
@@ -83,4 +84,20 @@ func TestAttemptCtxFollowsItsParentAndRelease(t *testing.T) {
 	assert.True(t, closed(bDone))
 	assert.ErrorIs(t, b.Err(), context.Canceled)
 	assert.Zero(t, clk.Timers())
+}
+
+// An attempt's context is one small allocation: it keeps what every attempt
+// of a coordinator shares behind one pointer, and its StepInfo as the
+// idempotency key and a few numbers.
+func TestAttemptCtxIsSmall(t *testing.T) {
+	t.Parallel()
+	assert.LessOrEqual(t, unsafe.Sizeof(attemptCtx{}), uintptr(112))
+}
+
+func TestStepInfoComesFromTheIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	sc := stepContext{key: "order/7/charge/card", idLen: 7, attempt: 3, compensating: true}
+	assert.Equal(t, StepInfo{
+		SagaID: "order/7", Step: "charge/card", Attempt: 3, IdempotencyKey: "order/7/charge/card", Compensating: true,
+	}, sc.info())
 }

@@ -53,6 +53,7 @@ type Coordinator[S any] struct {
 	quit      chan struct{}     // closed to stop the workers
 	halted    atomic.Bool       // set when no instance may be advanced any more
 	runCtx    context.Context   // parent of every attempt; cancelled to abandon them
+	attempts  attemptEnv        // runCtx and the clock, for every attempt
 	cancelRun context.CancelFunc
 	workers   sync.WaitGroup
 
@@ -121,6 +122,7 @@ func New[S any](def *Definition[S], cfg Config) (*Coordinator[S], error) {
 		c.breakers[i] = b
 	}
 	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
+	c.attempts = attemptEnv{parent: c.runCtx, clock: c.clock}
 	return c, nil
 }
 

@@ -21,9 +21,26 @@ type StepInfo struct {
 	Compensating bool
 }
 
+// stepContext is an attempt's StepInfo, kept small, and the payload of the
+// signal its step waited for. The saga ID and the step's name are the two
+// parts of the idempotency key.
 type stepContext struct {
-	info   StepInfo
-	signal *json.RawMessage // the payload of the signal the step waited for, if it did
+	key          string // the idempotency key, "<sagaID>/<step>"
+	attempt      int
+	idLen        int32 // the saga ID's length in key
+	compensating bool
+	signal       *json.RawMessage // the payload of the signal the step waited for, if it did
+}
+
+// info returns the StepInfo of sc.
+func (sc *stepContext) info() StepInfo {
+	return StepInfo{
+		SagaID:         sc.key[:sc.idLen],
+		Step:           sc.key[sc.idLen+1:],
+		Attempt:        sc.attempt,
+		IdempotencyKey: sc.key,
+		Compensating:   sc.compensating,
+	}
 }
 
 type stepContextKey struct{}
@@ -35,7 +52,7 @@ func Info(ctx context.Context) (StepInfo, bool) {
 	if !ok {
 		return StepInfo{}, false
 	}
-	return sc.info, true
+	return sc.info(), true
 }
 
 // SignalPayload returns the payload of the signal a step waited for (see

@@ -382,15 +382,9 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaD
 		deadline = sagaDeadline
 	}
 	ctx := inst.attemptCtx()
-	ctx.parent, ctx.clock, ctx.deadline = c.runCtx, c.clock, deadline
+	ctx.env, ctx.deadline = &c.attempts, deadline
 	ctx.step = stepContext{
-		info: StepInfo{
-			SagaID:         inst.id,
-			Step:           step.Name,
-			Attempt:        attempt,
-			IdempotencyKey: inst.key(i),
-			Compensating:   compensating,
-		},
+		key: inst.key(i), attempt: attempt, idLen: int32(len(inst.id)), compensating: compensating,
 		signal: signal,
 	}
 	err := call(context.Context(ctx), fn, state)
@@ -408,10 +402,11 @@ func (c *Coordinator[S]) attempt(inst *instance[S], i, attempt int, start, sagaD
 		}
 	}
 	if c.cfg.Hooks.OnAttempt != nil {
-		c.cfg.Hooks.OnAttempt(ctx.step.info, end.Sub(start), err)
+		c.cfg.Hooks.OnAttempt(ctx.step.info(), end.Sub(start), err)
 	}
 	if err != nil && c.runCtx.Err() == nil {
-		c.logAttemptFailure(&ctx.step.info, err)
+		info := ctx.step.info()
+		c.logAttemptFailure(&info, err)
 	}
 	return end, err
 }
