@@ -311,10 +311,6 @@ type instance[S any] struct {
 	slotted bool        // holds one of the coordinator's in-flight slots
 	log     *memLog     // a handle to its log, with a memory store
 
-	// Scratch space of the worker advancing the instance, reused so that
-	// a step does not allocate it: the state an attempt works on.
-	work S
-
 	// buf is the room left in the buffer that the instance's states are
 	// encoded into, if its state type is a JSONAppender and its store not
 	// a memory store, and room the least room an encoding should find

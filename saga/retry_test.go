@@ -1,7 +1,10 @@
 package saga_test
 
 import (
+	"context"
 	"errors"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,4 +95,52 @@ func TestRetriesExhaustedCompensate(t *testing.T) {
 	events := logOf(t, h, id)
 	requireConsistent(t, id, events)
 	assert.Contains(t, kinds(events), "compensation_started inventory")
+}
+
+// An attempt works on a copy of the state. What a failed attempt changed,
+// of an action or of a compensation, is gone when it is tried again; and
+// while an attempt runs, the instance shows the state as last recorded.
+func TestAttemptsWorkOnACopyOfTheState(t *testing.T) {
+	t.Parallel()
+	var charges, refunds atomic.Int32
+	running, release := make(chan struct{}), make(chan struct{})
+	def, err := saga.NewDefinition("copy", []saga.Step[order]{{
+		Name: "charge", Retry: noJitter, CompensationRetry: noJitter,
+		Action: func(_ context.Context, st *order) error {
+			st.Amount += 10
+			st.Trail = append(slices.Clip(st.Trail), "charge")
+			if charges.Add(1) == 1 {
+				return errFlaky
+			}
+			running <- struct{}{}
+			<-release
+			return nil
+		},
+		Compensate: func(_ context.Context, st *order) error {
+			st.Amount -= 3
+			st.Trail = append(slices.Clip(st.Trail), "refund")
+			if refunds.Add(1) == 1 {
+				return errFlaky
+			}
+			return nil
+		},
+	}, {
+		Name: "ship", Action: func(context.Context, *order) error { return saga.Permanent(errFlaky) },
+	}})
+	require.NoError(t, err)
+	h := newHarness(t, def, saga.Config{})
+	id := h.Start(order{Amount: 1})
+	h.WaitEvent(id, saga.EventRetryScheduled, 0)
+	h.AdvanceWhenArmed(1, 100*time.Millisecond)
+	receive(t, running)
+	snap, err := h.Get(t.Context(), id)
+	require.NoError(t, err)
+	assert.Equal(t, order{Amount: 1}, snap.State, "while the second attempt runs")
+	close(release)
+
+	e := h.WaitEvent(id, saga.EventRetryScheduled, h.WaitEvent(id, saga.EventCompensationStarted, 0).Seq)
+	h.AdvanceWhenArmed(1, e.At.Sub(h.Clock.Now()))
+	snap = h.WaitStatus(id, saga.StatusCompensated, saga.StatusStuck)
+	assert.Equal(t, saga.StatusCompensated, snap.Status)
+	assert.Equal(t, order{Amount: 8, Trail: []string{"charge", "refund"}}, snap.State)
 }

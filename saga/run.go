@@ -27,6 +27,11 @@ const storeRetry = time.Second
 
 func (c *Coordinator[S]) work() {
 	defer c.workers.Done()
+	// The state an attempt works on, a copy of its instance's until the
+	// attempt succeeds: the worker's own, since it advances one instance at
+	// a time, rather than each instance's (orderflow's Order is 152 bytes:
+	// BenchmarkOrder 4.46 -> 4.28 KiB per order).
+	work := new(S)
 	for n := 1; ; n++ {
 		var inst *instance[S]
 		select {
@@ -38,7 +43,7 @@ func (c *Coordinator[S]) work() {
 				return
 			}
 		}
-		c.advance(inst)
+		c.advance(inst, work)
 		if n%yieldEvery == 0 {
 			runtime.Gosched()
 		}
@@ -56,10 +61,11 @@ func (c *Coordinator[S]) work() {
 // 8% more CPU per order when other processes crowd the machine).
 const yieldEvery = 4
 
-// advance runs inst until it ends or waits. Only one worker advances an
-// instance at a time: an instance is on the ready queue at most once, and
-// is put back only by wake, after it parked.
-func (c *Coordinator[S]) advance(inst *instance[S]) {
+// advance runs inst until it ends or waits, its attempts working on the
+// state in work. Only one worker advances an instance at a time: an
+// instance is on the ready queue at most once, and is put back only by
+// wake, after it parked.
+func (c *Coordinator[S]) advance(inst *instance[S], work *S) {
 	var last time.Time // see moveTime
 	for {
 		inst.mu.Lock()
@@ -74,9 +80,9 @@ func (c *Coordinator[S]) advance(inst *instance[S]) {
 		}
 		var more bool
 		if status == StatusCompensating {
-			more = c.compensate(inst, &last)
+			more = c.compensate(inst, &last, work)
 		} else {
-			more = c.forward(inst, &last)
+			more = c.forward(inst, &last, work)
 		}
 		if !more {
 			return
@@ -99,12 +105,12 @@ func (c *Coordinator[S]) moveTime(last *time.Time) time.Time {
 	return t
 }
 
-// forward makes one move on the forward path. It reports whether the
-// instance can move again at once; when it returns false the instance has
-// parked (or was abandoned) and the caller must not touch it. When it
-// returns true it may leave in *last the time the move ended (see
-// moveTime).
-func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
+// forward makes one move on the forward path, an attempt working on the
+// state in work. It reports whether the instance can move again at once;
+// when it returns false the instance has parked (or was abandoned) and the
+// caller must not touch it. When it returns true it may leave in *last the
+// time the move ended (see moveTime).
+func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time, work *S) bool {
 	now := c.moveTime(last)
 	inst.mu.Lock()
 	i := inst.step
@@ -140,8 +146,8 @@ func (c *Coordinator[S]) forward(inst *instance[S], last *time.Time) bool {
 		}
 	}
 	attempt, deadline := inst.attempt, inst.deadline
-	inst.work = inst.state
-	state := &inst.work // only this worker touches it until the next park
+	*work = inst.state
+	state := work
 	inst.mu.Unlock()
 
 	b := c.breakers[i]
@@ -267,7 +273,7 @@ func (c *Coordinator[S]) giveUp(inst *instance[S], cause error, attemptFailed bo
 
 // compensate makes one move on the compensation path; it reports like
 // forward.
-func (c *Coordinator[S]) compensate(inst *instance[S], last *time.Time) bool {
+func (c *Coordinator[S]) compensate(inst *instance[S], last *time.Time, work *S) bool {
 	now := c.moveTime(last)
 	inst.mu.Lock()
 	j := inst.step
@@ -284,8 +290,8 @@ func (c *Coordinator[S]) compensate(inst *instance[S], last *time.Time) bool {
 	}
 	step := &c.def.steps[j]
 	attempt := inst.attempt
-	inst.work = inst.state
-	state := &inst.work
+	*work = inst.state
+	state := work
 	inst.mu.Unlock()
 
 	b := c.breakers[j]
