@@ -46,11 +46,12 @@ import (
 // rebuilds the memory tables the same way.
 
 // Compact compacts the journal now and waits until it is done. It returns
-// saga.ErrClosed after Close, ErrCompacting if a compaction (possibly an
-// automatic one) is already running, and an error if reading the index of
-// finished instances or writing the base failed (a *CorruptionError if a
-// record it copies is damaged), in which case the journal holds what it
-// held, with a new segment begun for later writes.
+// saga.ErrClosed after Close, or if Close interrupts it while it reads or
+// rewrites the index of finished instances; ErrCompacting if a compaction
+// (possibly an automatic one) is already running; and an error if reading
+// the index of finished instances or writing the base failed (a
+// *CorruptionError if a record it copies is damaged). When it fails, the
+// journal holds what it held, with a new segment begun for later writes.
 func (j *Journal) Compact(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
@@ -189,9 +190,11 @@ func (j *Journal) listExpired(c *compaction) error {
 	j.mu.Lock()
 	runs := slices.Clone(j.done.runs)
 	j.mu.Unlock()
-	if err := expiredInRuns(runs, j.expired(c.now), c.drop, c.old); err != nil {
-		j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction could not read the index of finished instances",
-			slog.String("dir", j.dir), slog.Any("error", err))
+	if err := expiredInRuns(runs, j.expired(c.now), c.drop, c.old, j.quit); err != nil {
+		if !errors.Is(err, errStopped) {
+			j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction could not read the index of finished instances",
+				slog.String("dir", j.dir), slog.Any("error", err))
+		}
 		return fmt.Errorf("journal: compact: %w", err)
 	}
 	return nil
@@ -213,8 +216,10 @@ func (j *Journal) writeBase(c *compaction) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction failed; segments kept as they were",
-			slog.String("dir", j.dir), slog.Any("error", err))
+		if !errors.Is(err, errStopped) {
+			j.log.LogAttrs(context.Background(), slog.LevelError, "journal: compaction failed; segments kept as they were",
+				slog.String("dir", j.dir), slog.Any("error", err))
+		}
 		return fmt.Errorf("journal: compact: %w", err)
 	}
 	if m.lost > 0 {
@@ -413,7 +418,9 @@ func (m *moves) placeAll(locs []loc, old int) []loc {
 // base from tmp to final, and then points the rest of the index at it (see
 // move). It holds j.idx throughout, so that the runs stay as they were,
 // and j.files and j.mu from the rename on. If it fails, the segments and
-// the index are as they were.
+// the index are as they were; so they are if Close interrupts the rewrite
+// (errStopped), which would otherwise hold Close up for as long as the
+// runs take to read, however many instances they hold.
 func (j *Journal) rebase(tmp, final string, c *compaction, m *moves) error {
 	j.idx.Lock()
 	defer j.idx.Unlock()
@@ -430,7 +437,7 @@ func (j *Journal) rebase(tmp, final string, c *compaction, m *moves) error {
 		packed = packLocs(packed[:0], locs)
 		e.packed = packed
 		return true
-	}, nil)
+	}, j.quit)
 	if err != nil {
 		return err
 	}

@@ -232,9 +232,13 @@ func newRunWriter(dir string, capacity int, t *spillTuning, width int64) (*runWr
 	if readAt == nil {
 		readAt = (*os.File).ReadAt
 	}
+	var out io.Writer = f
+	if t.write != nil {
+		out = writeFunc(func(b []byte) (int, error) { return t.write(f, b) })
+	}
 	w := &runWriter{
 		r:     &finRun{f: f, readAt: readAt, minEnd: math.MaxInt64, bloom: newBloom(capacity, t.bloomBits)},
-		w:     bufio.NewWriterSize(f, 256<<10),
+		w:     bufio.NewWriterSize(out, 256<<10),
 		size:  t.block,
 		block: make([]byte, 4, t.block),
 		width: width,
@@ -244,6 +248,12 @@ func newRunWriter(dir string, capacity int, t *spillTuning, width int64) (*runWr
 	}
 	return w, nil
 }
+
+// writeFunc is an io.Writer that calls itself: a run's file written
+// through spillTuning.write.
+type writeFunc func(b []byte) (int, error)
+
+func (w writeFunc) Write(b []byte) (int, error) { return w(b) }
 
 // add adds an entry, whose hash must not be below the last one's.
 func (w *runWriter) add(e *runEntry) error {

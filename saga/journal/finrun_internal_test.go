@@ -304,7 +304,7 @@ func TestRunTalliesEnds(t *testing.T) {
 		assert.Equal(t, got, dropped)
 		drop := map[string]struct{}{}
 		d.expiredInMemory(expired, drop)
-		require.NoError(t, expiredInRuns(d.runs, expired, drop, math.MaxInt))
+		require.NoError(t, expiredInRuns(d.runs, expired, drop, math.MaxInt, nil))
 		assert.Len(t, drop, cut, "listed exactly")
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math"
 	"os"
 	"slices"
 	"time"
+
+	"github.com/sagaflow/sagaflow/saga"
 )
 
 // The index of finished instances holds every finished instance still
@@ -40,6 +43,7 @@ type spillTuning struct {
 
 	hash   func(id string) uint64                             // nil for maphash with a random seed
 	readAt func(f *os.File, b []byte, off int64) (int, error) // nil for (*os.File).ReadAt
+	write  func(f *os.File, b []byte) (int, error)            // nil for (*os.File).Write; tests fail it as a full disk does
 }
 
 // defaultTuning keeps about 2 x 64k instances in memory while the
@@ -162,15 +166,23 @@ func (d *finIndex) expiredInMemory(expired func(end int64) bool, drop map[string
 // expiredInRuns adds to drop the IDs in runs that expired says are past
 // retention and whose records are all in segments up to old, reading the
 // runs that may hold some. An instance that ended in a later segment is
-// left: compaction would drop its records up to old but not that one. The
-// runs must stay open meanwhile: the caller holds j.idx.
-func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string]struct{}, old int) error {
+// left: compaction would drop its records up to old but not that one. It
+// returns errStopped once stop is closed. The runs must stay open
+// meanwhile: the caller holds j.idx.
+func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string]struct{}, old int, stop <-chan struct{}) error {
 	var locs []loc
+	k := 0
 	for _, r := range runs {
 		if !expired(r.minEnd) {
 			continue
 		}
+		stopped := false
 		err := r.eachEntry(func(e runEntry) bool {
+			if k%4096 == 0 && isClosed(stop) {
+				stopped = true
+				return false
+			}
+			k++
 			if !expired(e.end) {
 				return true
 			}
@@ -185,6 +197,9 @@ func expiredInRuns(runs []*finRun, expired func(end int64) bool, drop map[string
 		})
 		if err != nil {
 			return err
+		}
+		if stopped {
+			return errStopped
 		}
 	}
 	return nil
@@ -243,8 +258,19 @@ func (d *finIndex) writeTables(tables []*finished) (*finRun, error) {
 	return w.finish()
 }
 
-// errStopped ends a merge that the journal's closing interrupted.
-var errStopped = errors.New("journal: closing")
+// errStopped ends the work on the runs of an index job or a compaction
+// that the journal's closing interrupted.
+var errStopped = fmt.Errorf("journal: interrupted by Close: %w", saga.ErrClosed)
+
+// isClosed reports whether stop is closed; a nil stop never is.
+func isClosed(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
 
 // merge writes the instances of runs to a new run, each one passed through
 // keep unless keep is nil: keep may change its packed locations (pointing
@@ -283,13 +309,9 @@ func (d *finIndex) merge(runs []*finRun, keep func(e *runEntry) bool, stop <-cha
 	}
 	var e runEntry
 	for k := 0; ; k++ {
-		if k%4096 == 0 {
-			select {
-			case <-stop:
-				w.abort()
-				return nil, errStopped
-			default:
-			}
+		if k%4096 == 0 && isClosed(stop) {
+			w.abort()
+			return nil, errStopped
 		}
 		next := -1
 		for i := range heads {
