@@ -67,11 +67,15 @@ func TestHooksSeeEveryEventAndAttempt(t *testing.T) {
 	var mu sync.Mutex
 	var events []saga.EventType
 	var attempts []string
+	ended := make(chan struct{})
 	cfg := saga.Config{Hooks: saga.Hooks{
 		OnEvent: func(e saga.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			events = append(events, e.Type)
+			if e.Type == saga.EventSagaCompensated {
+				close(ended)
+			}
 		},
 		OnAttempt: func(info saga.StepInfo, elapsed time.Duration, err error) {
 			mu.Lock()
@@ -82,7 +86,10 @@ func TestHooksSeeEveryEventAndAttempt(t *testing.T) {
 	}}
 	h, s := setup(t, cfg)
 	s.failWith("inventory", saga.Permanent(errNoStock))
-	h.WaitStatus(h.Start(order{}), saga.StatusCompensated)
+	h.Start(order{})
+	// The hook sees an event once it is stored, which may be after a
+	// reader of the store has seen it: wait for the hook, not the store.
+	receive(t, ended)
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Len(t, events, 11)
