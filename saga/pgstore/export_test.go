@@ -11,5 +11,14 @@ func (s *Store) Pause() { s.stopRenewing() }
 // OptionsOf returns the options s was opened with, defaults filled in.
 func OptionsOf(s *Store) Options { return s.opts }
 
-// Renew renews the lease now.
-func (s *Store) Renew() error { return s.renew() }
+// Renew does now what the renewal loop does at each tick: it renews the
+// lease, then prunes.
+func (s *Store) Renew() error {
+	if err := s.renew(); err != nil {
+		return err
+	}
+	return s.prune()
+}
+
+// PruneBatch is the most rows of each kind one pass of prune removes.
+const PruneBatch = pruneBatch

@@ -11,10 +11,12 @@ import (
 	"github.com/sagaflow/sagaflow/saga"
 )
 
-// renewLoop extends this node's lease every third of its TTL until Close.
-// A renewal that fails is logged and tried again at the next tick; if none
-// succeeds before the lease expires, other nodes may claim this node's
-// instances, and its appends to them fail with saga.ErrFenced.
+// renewLoop extends this node's lease every third of its TTL until Close,
+// and after each renewal prunes what crashed nodes and finished instances
+// left behind (see prune). A renewal that fails is logged and tried again
+// at the next tick, and that tick prunes nothing; if none succeeds before
+// the lease expires, other nodes may claim this node's instances, and its
+// appends to them fail with saga.ErrFenced.
 func (s *Store) renewLoop() {
 	defer s.renewed.Done()
 	tick := s.clock.NewTicker(s.ttl / 3)
@@ -27,6 +29,11 @@ func (s *Store) renewLoop() {
 		}
 		if err := s.renew(); err != nil {
 			s.log.LogAttrs(context.Background(), slog.LevelWarn, "pgstore: lease renewal failed",
+				slog.String("node", s.node), slog.Any("error", err))
+			continue
+		}
+		if err := s.prune(); err != nil {
+			s.log.LogAttrs(context.Background(), slog.LevelWarn, "pgstore: pruning failed, will try again",
 				slog.String("node", s.node), slog.Any("error", err))
 		}
 	}

@@ -58,6 +58,17 @@
 // signal sent to a node that does not own its instance is queued in the
 // database (Forward) and recorded by the owner at its next claim interval
 // (Inbox, Delivered). Retry of a stuck instance must go to its owner.
+//
+// # Pruning
+//
+// After each renewal of its lease, a node removes what no node will use
+// again, at most a thousand rows of each kind per pass: the lease and the
+// census entries of a node whose lease expired more than LeaseTTL ago (a
+// process that crashed; one that was only paused that long registers
+// again at its next renewal), and the signals queued for instances that
+// have finished. Signals for an unfinished instance stay until a node that
+// owns it records them, even while its owner is dead and before another
+// claims it. Instances and their logs are never removed.
 package pgstore
 
 import (
@@ -95,7 +106,9 @@ type Options struct {
 	Node string
 
 	// LeaseTTL is how long a node's lease lasts without renewal; it is
-	// renewed every LeaseTTL/3. Defaults to 10s.
+	// renewed every LeaseTTL/3. A lease that has been expired for longer
+	// than the LeaseTTL of a live node is removed by that node (see
+	// Pruning in the package documentation). Defaults to 10s.
 	LeaseTTL time.Duration
 
 	// Clock times leases. Defaults to clock.Real().
@@ -439,6 +452,7 @@ type queries struct {
 	delivered  string
 	create     string
 	batch      string
+	prune      string
 }
 
 func newQueries(schema string) queries {
@@ -499,5 +513,6 @@ func newQueries(schema string) queries {
 			)
 			` + insertEvents(schema, "$7", "SELECT saga_id FROM i"),
 		batch: batchQuery(schema),
+		prune: pruneQuery(schema),
 	}
 }

@@ -41,7 +41,8 @@ func (s *Store) Forward(ctx context.Context, sig saga.ForwardedSignal) error {
 // Inbox returns at most max signals queued for instances of definition
 // that this node owns, oldest first. Signals for an instance that ended
 // while they were queued are included, for the caller to drop with
-// Delivered.
+// Delivered, until pruning removes them (see Pruning in the package
+// documentation).
 func (s *Store) Inbox(ctx context.Context, definition string, max int) ([]saga.ForwardedSignal, error) {
 	if max <= 0 {
 		return nil, nil
