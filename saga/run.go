@@ -558,9 +558,9 @@ func (c *Coordinator[S]) storeFailed(inst *instance[S], err error) bool {
 	if errors.Is(err, ErrFenced) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidEvent) ||
 		errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
 		inst.mu.Unlock()
+		c.drop(inst) // before the line, which then says it is done
 		c.log.LogAttrs(c.runCtx, slog.LevelWarn, "saga: letting go of instance",
 			slog.String("saga_id", id), slog.Any("error", err))
-		c.drop(inst)
 		return false
 	}
 	if c.runCtx.Err() != nil {
