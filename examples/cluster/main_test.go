@@ -11,7 +11,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// A statement whose context ends while it runs (as the killed node's
+// writes do, cut off by its Close) makes pgx close its connection in a
+// goroutine of its own, which sends PostgreSQL a cancel request and reads until the
+// server hangs up, for at most 15 seconds: pgx's cleanup, not one of ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1"))
+}
 
 func TestClusterFinishesTheKilledNodesOrders(t *testing.T) {
 	dsn := os.Getenv("SAGAFLOW_TEST_POSTGRES_URL")
