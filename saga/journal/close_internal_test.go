@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -124,7 +123,7 @@ func TestCloseInterruptsCompactionReadingTheRuns(t *testing.T) {
 			j := openSpilling(t, dir, logged, tune)
 			g.j.Store(j)
 			ctx := t.Context()
-			logs := finishAll(t, j, func(i int) string { return fmt.Sprintf("done-%03d", i) }, 2*tune.at, clk.Now())
+			logs := finishAll(t, j, numbered("done"), 2*tune.at, clk.Now())
 			_, runs := indexShape(j)
 			require.Equal(t, 1, runs, "merged into one run, read whole at once")
 			require.NoError(t, j.Create(ctx, logOf("running", 2)))
@@ -150,9 +149,7 @@ func TestCloseInterruptsCompactionReadingTheRuns(t *testing.T) {
 
 			j = openSpilling(t, dir, opts, tinyTuning())
 			assertFinished(t, j, logs)
-			got, err := j.Load(ctx, "running")
-			require.NoError(t, err)
-			assert.Equal(t, logOf("running", 3), got)
+			assertRunning(t, j, "running", 3)
 		})
 	}
 }
@@ -172,11 +169,8 @@ func TestCloseInterruptsMergingRuns(t *testing.T) {
 	j := openSpilling(t, dir, Options{CompactAfter: -1, Logger: slog.New(errs)}, tune)
 	g.j.Store(j)
 	ctx := t.Context()
-	named := func(prefix string) func(int) string {
-		return func(i int) string { return fmt.Sprintf("%s-%03d", prefix, i) }
-	}
-	logs := finishAll(t, j, named("a"), tune.at, codecTime)
-	for id, log := range finishAll(t, j, named("b"), tune.at-1, codecTime) {
+	logs := finishAll(t, j, numbered("a"), tune.at, codecTime)
+	for id, log := range finishAll(t, j, numbered("b"), tune.at-1, codecTime) {
 		logs[id] = log
 	}
 	_, runs := indexShape(j)
@@ -185,7 +179,7 @@ func TestCloseInterruptsMergingRuns(t *testing.T) {
 	// The last of a table: the index job writes its run, then merges it
 	// with the other.
 	g.armed.Store(true)
-	id := named("b")(tune.at - 1)
+	id := numbered("b")(tune.at - 1)
 	logs[id] = append(logOf(id, 3), endEvent(id, 4, saga.EventSagaCompleted))
 	require.NoError(t, j.Create(ctx, logs[id][:1]))
 	require.NoError(t, j.Append(ctx, id, 1, logs[id][1:]))
@@ -196,7 +190,5 @@ func TestCloseInterruptsMergingRuns(t *testing.T) {
 
 	j = openSpilling(t, dir, Options{CompactAfter: -1}, tinyTuning())
 	assertFinished(t, j, logs)
-	got, err := j.Load(ctx, "running")
-	require.NoError(t, err)
-	assert.Equal(t, logOf("running", 2), got)
+	assertRunning(t, j, "running", 2)
 }

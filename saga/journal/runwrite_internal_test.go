@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -106,41 +105,30 @@ func TestFailedRunWriteKeepsInstancesInMemory(t *testing.T) {
 			j := openSpilling(t, dir, Options{CompactAfter: -1, Logger: slog.New(errs)}, tune)
 			repair := tc.fail(t, j, dir, writes)
 			ctx := t.Context()
-			named := func(prefix string) func(int) string {
-				return func(i int) string { return fmt.Sprintf("%s-%03d", prefix, i) }
-			}
-
-			a := finishAll(t, j, named("a"), tune.at, codecTime)
+			a := finishAll(t, j, numbered("a"), tune.at, codecTime)
 			assert.Contains(t, errs.wait(t).Message, "could not spill", "the failure is logged")
-			b := finishAll(t, j, named("b"), tune.at, codecTime)
+			b := finishAll(t, j, numbered("b"), tune.at, codecTime)
 			frozen, runs := indexShape(j)
 			assert.Equal(t, 2, frozen, "the tables that could not be written stay in memory")
 			assert.Zero(t, runs)
 			assertOpenRuns(t, j)
 			require.NoError(t, j.Ping(ctx), "a run that cannot be written does not poison the journal")
-			assertFinished(t, j, a)
-			assertFinished(t, j, b)
+			assertFinished(t, j, a, b)
 			require.NoError(t, j.Create(ctx, logOf("running", 2)))
 
 			repair()
-			c := finishAll(t, j, named("c"), tune.at, codecTime) // the next spill writes them all
+			c := finishAll(t, j, numbered("c"), tune.at, codecTime) // the next spill writes them all
 			frozen, runs = indexShape(j)
 			assert.Zero(t, frozen, "written at the next spill")
 			assert.Equal(t, 1, runs)
 			assert.Equal(t, "merged", where(t, j, "a-000"))
 			assertOpenRuns(t, j)
-			for _, logs := range []map[string][]saga.Event{a, b, c} {
-				assertFinished(t, j, logs)
-			}
+			assertFinished(t, j, a, b, c)
 			require.NoError(t, j.Close())
 
 			j = openSpilling(t, dir, Options{CompactAfter: -1}, tune)
-			for _, logs := range []map[string][]saga.Event{a, b, c} {
-				assertFinished(t, j, logs)
-			}
-			got, err := j.Load(ctx, "running")
-			require.NoError(t, err)
-			assert.Equal(t, logOf("running", 2), got)
+			assertFinished(t, j, a, b, c)
+			assertRunning(t, j, "running", 2)
 		})
 	}
 }
@@ -153,7 +141,7 @@ func TestOpenWithRunsFailingToWrite(t *testing.T) {
 	tune := tinyTuning()
 	failing := failRunWrites(&tune)
 	j := openSpilling(t, dir, Options{CompactAfter: -1}, tune)
-	logs := finishAll(t, j, func(i int) string { return fmt.Sprintf("done-%03d", i) }, 3*tune.at, codecTime)
+	logs := finishAll(t, j, numbered("done"), 3*tune.at, codecTime)
 	require.NoError(t, j.Close())
 
 	failing.Store(true)
@@ -164,7 +152,7 @@ func TestOpenWithRunsFailingToWrite(t *testing.T) {
 	assertOpenRuns(t, j)
 	assertFinished(t, j, logs)
 	failing.Store(false)
-	more := finishAll(t, j, func(i int) string { return fmt.Sprintf("more-%03d", i) }, tune.at, codecTime)
+	more := finishAll(t, j, numbered("more"), tune.at, codecTime)
 	frozen, runs = indexShape(j)
 	assert.Zero(t, frozen, "written at the next spill")
 	assert.NotZero(t, runs)
@@ -185,9 +173,9 @@ func TestFailedRebaseKeepsTheJournal(t *testing.T) {
 	opts := Options{Clock: clk, Retention: time.Hour, SegmentSize: 4096, CompactAfter: -1}
 	j := openSpilling(t, dir, opts, tune)
 	ctx := t.Context()
-	old := finishAll(t, j, func(i int) string { return fmt.Sprintf("old-%03d", i) }, 20, clk.Now())
+	old := finishAll(t, j, numbered("old"), 20, clk.Now())
 	clk.Advance(time.Hour)
-	kept := finishAll(t, j, func(i int) string { return fmt.Sprintf("new-%03d", i) }, 20, clk.Now())
+	kept := finishAll(t, j, numbered("new"), 20, clk.Now())
 	require.NoError(t, j.Create(ctx, logOf("running", 2)))
 	clk.Advance(30 * time.Minute)
 	settle(t, j)

@@ -113,19 +113,36 @@ func where(t *testing.T, j *Journal, id string) string {
 	return "nowhere"
 }
 
-// assertFinished checks that j holds the finished instances of logs: Load
-// returns their logs, Create refuses them and Append says they ended.
-func assertFinished(t *testing.T, j *Journal, logs map[string][]saga.Event) {
+// assertFinished checks that j holds the finished instances of every one
+// of logs: Load returns their logs, Create refuses them and Append says
+// they ended.
+func assertFinished(t *testing.T, j *Journal, logs ...map[string][]saga.Event) {
 	t.Helper()
 	ctx := t.Context()
-	for id, want := range logs {
-		got, err := j.Load(ctx, id)
-		if assert.NoError(t, err, id) {
-			assert.Equal(t, want, got, id)
+	for _, logs := range logs {
+		for id, want := range logs {
+			got, err := j.Load(ctx, id)
+			if assert.NoError(t, err, id) {
+				assert.Equal(t, want, got, id)
+			}
+			assert.ErrorIs(t, j.Create(ctx, logOf(id, 1)), saga.ErrDuplicate, id)
+			assert.ErrorIs(t, j.Append(ctx, id, 4, []saga.Event{stepEvent(id, 5)}), saga.ErrFinished, id)
 		}
-		assert.ErrorIs(t, j.Create(ctx, logOf(id, 1)), saga.ErrDuplicate, id)
-		assert.ErrorIs(t, j.Append(ctx, id, 4, []saga.Event{stepEvent(id, 5)}), saga.ErrFinished, id)
 	}
+}
+
+// assertRunning checks that j holds the running instance id with the n
+// events of logOf.
+func assertRunning(t *testing.T, j *Journal, id string, n int) {
+	t.Helper()
+	got, err := j.Load(t.Context(), id)
+	require.NoError(t, err, id)
+	assert.Equal(t, logOf(id, n), got, id)
+}
+
+// numbered names instance i "<prefix>-<i>", i in three digits.
+func numbered(prefix string) func(int) string {
+	return func(i int) string { return fmt.Sprintf("%s-%03d", prefix, i) }
 }
 
 func TestSpilledInstancesAreFound(t *testing.T) {
