@@ -27,6 +27,11 @@
 // unfinished orders of an earlier run is refused, since this run's
 // services would see them run.
 //
+// Before anything else, loops that neither allocate nor call anything
+// keep every processor busy for -warmup (500ms), so that processors that
+// slow down when idle, as those of the machine in the README do, start
+// the run busy; nothing else is warmer for it. -warmup 0 runs cold.
+//
 // With -store postgres the orders run on saga/pgstore. An order's
 // creation and every step it records wait for a round trip to the
 // database (the store writes the steps of many orders in one statement),
@@ -96,6 +101,7 @@ type options struct {
 	json         bool
 	cpuProfile   string
 	memProfile   string
+	warmup       time.Duration
 }
 
 // schemaName is what pgstore accepts as a schema name.
@@ -118,8 +124,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.failRate, "fail-rate", 0.1, "fraction of orders that fail at shipping and compensate")
 	fs.StringVar(&o.engine, "engine", "sagaflow", "engine: sagaflow, or bare for plain goroutines")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the orders' run to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile to this file")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "keep the processors busy for this long before the orders, so that processors that slow down when idle start the run busy (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -159,6 +166,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-pool must be at least 1, not %d", o.pool)
 	case o.rawTime <= 0:
 		return o, errors.New("-raw-time must be positive")
+	case o.warmup < 0:
+		return o, errors.New("-warmup must not be negative")
 	}
 	return o, nil
 }
@@ -168,22 +177,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var cpuProfile io.Writer // nil: none
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		cpuProfile = f
 	}
 	if o.memProfile != "" {
 		runtime.MemProfileRate = 64 << 10
 	}
 
-	res, problems, err := load(ctx, o, stderr)
+	res, problems, err := load(ctx, o, stderr, cpuProfile)
 	if err != nil {
 		return err
 	}
@@ -250,5 +257,8 @@ func printTable(w io.Writer, r result) {
 			pg.RawCommitsPerSec, pg.RawConcurrency, pg.RawSec, pg.OrdersPerRawCommit)
 	}
 	fmt.Fprintf(tw, "runtime\t%s, GOMAXPROCS %d\n", r.GoVersion, r.GOMAXPROCS)
+	if r.WarmupSec > 0 {
+		fmt.Fprintf(tw, "warm-up\t%.2fs of busy processors before the run\n", r.WarmupSec)
+	}
 	tw.Flush()
 }

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,7 +46,7 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			args := append([]string{"-json", "-orders", "2000", "-concurrency", "100", "-fail-rate", "0.25"}, args...)
+			args := append([]string{"-json", "-orders", "2000", "-concurrency", "100", "-fail-rate", "0.25", "-warmup", "20ms"}, args...)
 			require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
 
 			var got map[string]any
@@ -52,10 +54,13 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 			require.NoError(t, dec.Decode(&got))
 			assert.False(t, dec.More(), "exactly one JSON object")
 			for _, field := range []string{"engine", "store", "orders", "concurrency", "completed", "failed", "stuck",
-				"lost", "orders_per_sec", "p50_ms", "p95_ms", "p99_ms", "max_ms", "peak_heap_mb", "go_version", "gomaxprocs"} {
+				"lost", "orders_per_sec", "p50_ms", "p95_ms", "p99_ms", "max_ms", "peak_heap_mb", "go_version", "gomaxprocs",
+				"warmup_sec"} {
 				assert.Contains(t, got, field)
 			}
-			assert.Equal(t, args[8], got["engine"])
+			engine, _, _ := strings.Cut(name, "-")
+			assert.Equal(t, engine, got["engine"])
+			assert.GreaterOrEqual(t, got["warmup_sec"], 0.02)
 			assert.EqualValues(t, 2000, got["orders"])
 			assert.Equal(t, workers[name], got["workers"])
 			assert.EqualValues(t, 1500, got["completed"])
@@ -69,6 +74,58 @@ func TestSmallLoadBothEnginesAndStores(t *testing.T) {
 			assert.Empty(t, stderr.String(), "no progress line when stderr is not a terminal")
 		})
 	}
+}
+
+func TestWarmUpEndsWithItsTimeOrContext(t *testing.T) {
+	t.Parallel()
+	clk := clock.Real()
+	assert.Zero(t, warmUp(context.Background(), clk, 0), "-warmup 0 waits for nothing")
+
+	start := time.Now()
+	took := warmUp(context.Background(), clk, 20*time.Millisecond)
+	assert.GreaterOrEqual(t, took, 20*time.Millisecond)
+	assert.Less(t, took, 10*time.Second, "it ends with its time")
+	assert.GreaterOrEqual(t, time.Since(start), took)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.Less(t, warmUp(ctx, clk, time.Hour), 10*time.Second, "an interrupt ends it before its time")
+}
+
+// TestWarmUpIsNotMeasured runs a warm-up that takes far longer than its
+// orders: they are timed without it.
+func TestWarmUpIsNotMeasured(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-json", "-engine", "bare", "-orders", "100", "-concurrency", "10", "-warmup", "1s"}
+	require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
+	var got struct {
+		Elapsed float64 `json:"elapsed_sec"`
+		Warmup  float64 `json:"warmup_sec"`
+	}
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &got))
+	assert.GreaterOrEqual(t, got.Warmup, 1.0)
+	assert.Less(t, got.Elapsed, 0.5)
+}
+
+func TestCPUProfileCoversTheRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cpu.prof")
+	var stdout, stderr bytes.Buffer
+	args := []string{"-json", "-orders", "200", "-concurrency", "10", "-warmup", "0", "-cpuprofile", path}
+	require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Positive(t, info.Size())
+
+	// A profile that cannot be written stops the run before the warm-up.
+	stdout.Reset()
+	start := time.Now()
+	args = []string{"-json", "-warmup", "1m", "-cpuprofile", filepath.Join(dir, "missing", "cpu.prof")}
+	assert.Error(t, run(context.Background(), args, &stdout, &stderr))
+	assert.Less(t, time.Since(start), 30*time.Second)
+	assert.Empty(t, stdout.String())
 }
 
 func TestVerifyCatchesWrongOutcomesAndBooks(t *testing.T) {
@@ -277,7 +334,7 @@ func TestInterruptedRunReportsWhatDidNotRun(t *testing.T) {
 func TestJournalWithUnfinishedOrdersIsRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	args := []string{"-json", "-store", "journal", "-dir", dir, "-orders", "100", "-concurrency", "10"}
+	args := []string{"-json", "-store", "journal", "-dir", dir, "-orders", "100", "-concurrency", "10", "-warmup", "0"}
 	var stdout, stderr bytes.Buffer
 	require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
 	stdout.Reset()
@@ -305,7 +362,7 @@ func TestBadFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"-orders", "0"}, {"-concurrency", "-1"}, {"-store", "disk"}, {"-engine", "temporal"},
-		{"-fail-rate", "1.5"}, {"extra"}, {"-nope"},
+		{"-fail-rate", "1.5"}, {"-warmup", "-1s"}, {"extra"}, {"-nope"},
 	} {
 		var stdout, stderr bytes.Buffer
 		assert.Error(t, run(context.Background(), args, &stdout, &stderr), "%v", args)
@@ -387,7 +444,7 @@ func TestSmallLoadOnPostgres(t *testing.T) {
 		t.Run(fmt.Sprintf("coordinators=%d", coordinators), func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			args := []string{"-json", "-store", "postgres", "-dsn", url, "-orders", "500", "-concurrency", "50",
+			args := []string{"-json", "-store", "postgres", "-dsn", url, "-orders", "500", "-concurrency", "50", "-warmup", "0",
 				"-coordinators", strconv.Itoa(coordinators), "-pool", "4", "-raw-time", "200ms"}
 			require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
 
@@ -463,7 +520,7 @@ func TestPostgresKeepsAGivenSchema(t *testing.T) {
 		assert.NoError(t, err)
 	})
 	args := []string{"-json", "-store", "postgres", "-dsn", url, "-schema", schema,
-		"-orders", "100", "-concurrency", "10", "-pool", "2", "-raw-time", "100ms"}
+		"-orders", "100", "-concurrency", "10", "-pool", "2", "-raw-time", "100ms", "-warmup", "0"}
 	for range 2 { // the second run finds the first's orders, all finished
 		var stdout, stderr bytes.Buffer
 		require.NoError(t, run(context.Background(), args, &stdout, &stderr), stderr.String())
