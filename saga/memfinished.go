@@ -99,7 +99,9 @@ func (f *finished) add(l *memLog, at time.Duration) finRef {
 	c = binary.LittleEndian.AppendUint32(c, 0) // the size of the bytes, once written
 	c = appendDeltas(c, l.b, l.states)
 	binary.LittleEndian.PutUint32(c[size:], uint32(len(c)-size-4))
-	if need > maxChunk { // a chunk of its own, made for the log as it ran
+	if need > maxChunk {
+		// A chunk of its own, made with room for every state whole: the
+		// record, with its states as changes, may take far less.
 		c = bytes.Clone(c)
 	}
 	f.chunks[k] = c

@@ -508,8 +508,9 @@ func appendBytes[T ~string | ~[]byte](p []byte, has bool, v T) []byte {
 	return append(p, v...)
 }
 
-// load returns the log's events. State and Payload share the log's bytes,
-// which never change, with their capacity cut to their length.
+// load returns the log's events. Payload shares the log's bytes, which
+// never change, with its capacity cut to its length, and so does State,
+// but in a finished log's record (deltas), whose states load rebuilds.
 func (l *memLog) load() []Event {
 	out := make([]Event, 0, l.n)
 	loc, p := l.loc, l.b
